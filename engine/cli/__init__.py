@@ -1,0 +1,44 @@
+"""``python -m engine COMMAND``: thin shells over the engine's modules.
+
+Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine import __version__
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "segment": ("engine.cli.segment", "segment a raster by a free-text vocabulary"),
+    "models": ("engine.cli.models", "list, download, import and check model weights"),
+    "compose": ("engine.cli.compose", "average several CLIP checkpoints into one (ReSeg-CLIP)"),
+    "worker": ("engine.cli.worker", "serve JSON-lines requests on stdin/stdout (used by the plugin)"),
+    "bench": ("engine.cli.bench", "run the benchmark suite"),
+    "info": ("engine.cli.info", "report interpreter, versions, device and weights present"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rs-ovseg engine {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, summary) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name == only:
+            importlib.import_module(module_name).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Only the chosen command's module is imported (and only its arguments are built).
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    chosen = chosen if chosen in COMMANDS else None
+    args = build_parser(chosen).parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)

@@ -1,0 +1,1 @@
+"""Dense CLIP: patch-level features and text queries from open_clip models."""

@@ -1,0 +1,1 @@
+"""Segmentation methods: each turns RGB crops (arrays) into per-query logits. No GDAL here."""

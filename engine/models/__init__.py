@@ -1,0 +1,1 @@
+"""Model architectures, the weights registry, downloads and safe checkpoint loading."""

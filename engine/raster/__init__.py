@@ -1,0 +1,1 @@
+"""GDAL raster input and output. Knows nothing of CLIP."""

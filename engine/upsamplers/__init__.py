@@ -1,0 +1,1 @@
+"""Feature upsamplers (SimFeatUp / FeatUp joint bilateral upsampling) in pure PyTorch."""

@@ -1,0 +1,1 @@
+"""Plugin logic without widgets: engine client, capture, results. Never imports torch."""

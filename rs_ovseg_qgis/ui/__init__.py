@@ -1,0 +1,1 @@
+"""Widgets: the dock panel and its parts."""
