@@ -16,6 +16,7 @@ $(STAMP): constraints.txt pyproject.toml resources/scripts/install.sh
 
 # Engine tests run without QGIS (pytest-qgis disabled); plugin tests run inside pytest-qgis.
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest tests/engine -p no:pytest_qgis -q
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/plugin -q
 

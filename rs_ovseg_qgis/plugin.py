@@ -5,6 +5,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
+from .core import engine_service
 from .core.paths import ICON_PATH
 from .processing.provider import RsOvsegProvider
 from .ui.dock import RsOvsegDock
@@ -26,7 +27,7 @@ class RsOvsegPlugin:
 
     def initGui(self) -> None:  # noqa: N802 (QGIS API)
         self.initProcessing()
-        self.dock = RsOvsegDock(self.iface.mainWindow())
+        self.dock = RsOvsegDock(self.iface.mainWindow(), self.iface)
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
         toggle = self.add_action("RS OVSeg", self.dock.toggleViewAction().trigger, checkable=False)
@@ -48,9 +49,11 @@ class RsOvsegPlugin:
             action.deleteLater()
         self.actions.clear()
         if self.dock is not None:
+            self.dock.shutdown()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        engine_service.shutdown()  # the worker process ends with the plugin

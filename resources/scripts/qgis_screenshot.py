@@ -3,6 +3,9 @@
 import os
 import subprocess
 
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget
 from qgis.utils import iface, plugins
@@ -10,7 +13,15 @@ from qgis.utils import iface, plugins
 OUT = os.environ["RS_OVSEG_SCREENSHOT"]
 
 
+DEMO = Path(os.environ.get("RS_OVSEG_DEMO_RASTER", "/nonexistent"))
+
+
 def show_panel():
+    iface.mainWindow().setGeometry(0, 0, 1600, 1000)
+    if DEMO.exists():
+        layer = QgsRasterLayer(str(DEMO), "oem_koeln_50")
+        QgsProject.instance().addMapLayer(layer)
+        iface.mapCanvas().setExtent(layer.extent())
     assert "rs_ovseg_qgis" in plugins, f"plugin not loaded; loaded: {sorted(plugins)}"
     dock = iface.mainWindow().findChild(QDockWidget, "RsOvsegDock")
     dock.show()

@@ -30,6 +30,7 @@ PY
 # QGIS runs Debian's Python: put the venv's packages first (Debian's older sympy would shadow torch's).
 export PYQGIS_STARTUP="$root/resources/scripts/qgis_startup.py"
 export RS_OVSEG_VENV="$root/.venv"
+export RS_OVSEG_DEMO_RASTER="$root/../shared/data/oem_koeln_50.tif"
 args=(--nologo --noversioncheck --profiles-path "$profiles")
 if [ "${HEADLESS:-0}" = 1 ]; then
   mkdir -p "$(dirname "$shot")"

@@ -4,8 +4,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.paths import ICON_PATH
-
-PROVIDER_ID = "rs_ovseg"
+from ..definitions import PROVIDER_ID
 
 
 class RsOvsegProvider(QgsProcessingProvider):
@@ -27,4 +26,6 @@ class RsOvsegProvider(QgsProcessingProvider):
 
     @staticmethod
     def algorithm_classes() -> list:
-        return []
+        from .segment_algorithm import SegmentAlgorithm
+
+        return [SegmentAlgorithm]

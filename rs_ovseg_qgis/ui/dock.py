@@ -1,26 +1,488 @@
-"""The RS OVSeg dock panel."""
+"""The RS OVSeg dock panel: vocabulary, input, extent, resolution, method; Run/Cancel with progress.
 
+The dock only collects choices and shows state: the run itself is the ``rs_ovseg:segment`` Processing
+algorithm in a QgsTask (core.segment_run), and the engine talk lives in core.engine_client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsReferencedRectangle,
+    QgsVectorLayer,
+)
+from qgis.gui import (
+    QgsCollapsibleGroupBox,
+    QgsDoubleSpinBox,
+    QgsExtentWidget,
+    QgsFileWidget,
+    QgsMapLayerComboBox,
+)
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import engine_service
+from ..core.capture import CaptureError, capture_rendered, metres_to_map_units, native_gsd_m, pixel_size
+from ..core.diagnostics import EngineDiagnosticsTask
+from ..core.engine_setup import EngineSetupTask
+from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
+from ..core.segment_run import RunPlan, SegmentRun
+from ..core.settings import base_python, engine_python, managed_venv_dir, set_engine_python, venv_python
+from ..core.vocabulary import Vocabulary, VocabularyError
+from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY
+from .vocabulary_editor import VocabularyEditor
 
 DOCK_OBJECT_NAME = "RsOvsegDock"
+SOURCE_LAYER, SOURCE_MAP = 0, 1
+# SegEarth-OV resizes a 1000-pixel OpenEarthMap tile to 448 pixels: the default working resolution is
+# the layer's pixel size times this factor (the reference behaviour).
+REFERENCE_GSD_FACTOR = 1000 / 448
+DEFAULT_VOCABULARY_PRESET = "OpenEarthMap"
 
 
 class RsOvsegDock(QDockWidget):
     """Collects the vocabulary and the extent, runs the engine and shows progress."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, iface=None):
         super().__init__("RS OVSeg", parent)
         self.setObjectName(DOCK_OBJECT_NAME)
-        body = QWidget(self)
+        self.iface = iface
+        self.run: SegmentRun | None = None
+        self._tasks: list = []  # tasks in flight, kept alive for their signals
+        self._render_dir = tempfile.TemporaryDirectory(prefix="rs_ovseg_")
+
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        body = QWidget(scroll)
         layout = QVBoxLayout(body)
-        title = QLabel("<h3>RS OVSeg</h3>Open-vocabulary land-cover segmentation", body)
-        title.setWordWrap(True)
-        self.controls_placeholder = QLabel(
-            "Vocabulary, extent and resolution controls will appear here.", body
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        # --- vocabulary
+        vocabulary_box = QgsCollapsibleGroupBox("Vocabulary", body)
+        vocabulary_layout = QVBoxLayout(vocabulary_box)
+        self.vocabulary_editor = VocabularyEditor(vocabulary_box)
+        self.vocabulary_editor.error.connect(lambda message: self.show_message(message, Qgis.Warning))
+        vocabulary_layout.addWidget(self.vocabulary_editor)
+        layout.addWidget(vocabulary_box, 1)
+
+        # --- input, extent, resolution
+        where_box = QgsCollapsibleGroupBox("Input and extent", body)
+        form = QFormLayout(where_box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.source_combo = QComboBox(where_box)
+        self.source_combo.addItems(["Raster layer", "What the map shows"])
+        self.source_combo.setToolTip(
+            "A raster layer (read from its file when possible), or every visible layer, basemaps "
+            "included, rendered at the resolution"
         )
-        self.controls_placeholder.setWordWrap(True)
-        self.controls_placeholder.setAlignment(Qt.AlignmentFlag.AlignTop)
-        layout.addWidget(title)
-        layout.addWidget(self.controls_placeholder, 1)
-        self.setWidget(body)
+        form.addRow("Input", self.source_combo)
+        self.layer_combo = QgsMapLayerComboBox(where_box)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        form.addRow("Layer", self.layer_combo)
+        self.extent_widget = QgsExtentWidget(where_box, QgsExtentWidget.CondensedStyle)
+        form.addRow("Extent", self.extent_widget)
+        self.selection_button = QPushButton("Use selected features' extent", where_box)
+        self.selection_button.clicked.connect(self.use_selection_extent)
+        form.addRow("", self.selection_button)
+        self.gsd_spin = QgsDoubleSpinBox(where_box)
+        self.gsd_spin.setRange(0.01, 10_000.0)
+        self.gsd_spin.setDecimals(2)
+        self.gsd_spin.setSuffix(" m/px")
+        self.gsd_spin.setValue(1.0)
+        self.gsd_spin.setToolTip("Ground size of a pixel fed to the model (metres per pixel)")
+        self.gsd_default_button = QPushButton("Default", where_box)
+        self.gsd_default_button.setToolTip(
+            "The layer's pixel size × 1000/448, as SegEarth-OV sees OpenEarthMap"
+        )
+        self.gsd_default_button.clicked.connect(self.reset_gsd)
+        gsd_row = QHBoxLayout()
+        gsd_row.addWidget(self.gsd_spin, 1)
+        gsd_row.addWidget(self.gsd_default_button)
+        form.addRow("Resolution", gsd_row)
+        self.size_label = QLabel(where_box)
+        self.size_label.setWordWrap(True)
+        form.addRow("Size", self.size_label)
+        self.method_combo = QComboBox(where_box)
+        for name, label in METHODS:
+            self.method_combo.addItem(label, name)
+        form.addRow("Method", self.method_combo)
+        self.device_combo = QComboBox(where_box)
+        for name, label in DEVICES:
+            self.device_combo.addItem(label, name)
+        form.addRow("Device", self.device_combo)
+        layout.addWidget(where_box)
+
+        # --- advanced
+        advanced = QgsCollapsibleGroupBox("Advanced", body)
+        advanced.setCollapsed(True)
+        advanced_form = QFormLayout(advanced)
+        self.threshold_spin = QgsDoubleSpinBox(advanced)
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setSpecialValueText("method default")
+        self.threshold_spin.setValue(0.0)
+        self.threshold_spin.setToolTip(
+            "Pixels whose best score is below this stay unclassified (0 = default)"
+        )
+        advanced_form.addRow("Threshold", self.threshold_spin)
+        self.engine_options_edit = QLineEdit(advanced)
+        self.engine_options_edit.setPlaceholderText(
+            '{"attention": "clearclip", "templates": "remote-sensing"}'
+        )
+        self.engine_options_edit.setToolTip(
+            "Further engine settings as JSON: clip, upsampler, attention, templates, seed, batch_size"
+        )
+        advanced_form.addRow("Engine options", self.engine_options_edit)
+        self.polygons_check = QCheckBox("Also write class polygons (GeoPackage)", advanced)
+        self.confidence_check = QCheckBox("Also write a confidence raster", advanced)
+        advanced_form.addRow(self.polygons_check)
+        advanced_form.addRow(self.confidence_check)
+        self.output_widget = QgsFileWidget(advanced)
+        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.setToolTip("Where results are written; stored with the project")
+        self.output_widget.fileChanged.connect(self._output_dir_changed)
+        advanced_form.addRow("Output folder", self.output_widget)
+        layout.addWidget(advanced)
+
+        # --- engine
+        engine_box = QgsCollapsibleGroupBox("Engine", body)
+        engine_box.setCollapsed(True)
+        engine_form = QFormLayout(engine_box)
+        self.python_widget = QgsFileWidget(engine_box)
+        self.python_widget.setFilePath(str(engine_python()))
+        self.python_widget.setToolTip("The Python interpreter that runs the engine (its own environment)")
+        self.python_widget.fileChanged.connect(lambda path: set_engine_python(path or None))
+        engine_form.addRow("Python", self.python_widget)
+        engine_buttons = QHBoxLayout()
+        self.test_engine_button = QPushButton("Test engine", engine_box)
+        self.test_engine_button.clicked.connect(self.test_engine)
+        self.setup_engine_button = QPushButton("Set up engine…", engine_box)
+        self.setup_engine_button.clicked.connect(self.setup_engine)
+        engine_buttons.addWidget(self.test_engine_button)
+        engine_buttons.addWidget(self.setup_engine_button)
+        engine_form.addRow(engine_buttons)
+        layout.addWidget(engine_box)
+
+        # --- run
+        run_row = QHBoxLayout()
+        self.run_button = QPushButton("Run", body)
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start_run)
+        self.cancel_button = QPushButton("Cancel", body)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_run)
+        run_row.addWidget(self.run_button, 1)
+        run_row.addWidget(self.cancel_button)
+        layout.addLayout(run_row)
+        self.progress_bar = QProgressBar(body)
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        layout.addWidget(self.progress_bar)
+        self.status_label = QLabel("Ready", body)
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.status_label)
+
+        scroll.setWidget(body)
+        self.setWidget(scroll)
+        self.setMinimumWidth(300)
+
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is not None:
+            self.extent_widget.setMapCanvas(canvas)
+        self._connect_project_state()
+        self.source_combo.currentIndexChanged.connect(self._source_changed)
+        self.layer_combo.layerChanged.connect(self._layer_changed)
+        self.extent_widget.extentChanged.connect(lambda _extent: self.update_size_label())
+        self.gsd_spin.valueChanged.connect(lambda _value: self.update_size_label())
+        self._layer_changed(self.layer_combo.currentLayer())
+
+    # --- project state -----------------------------------------------------------------------------
+    def _connect_project_state(self) -> None:
+        project = QgsProject.instance()
+        project.readProject.connect(self._project_read)
+        project.cleared.connect(self.load_project_state)
+        self.vocabulary_editor.model.vocabularyChanged.connect(self.save_vocabulary_to_project)
+        self.load_project_state()
+
+    def _project_read(self, _document) -> None:
+        self.load_project_state()
+
+    def shutdown(self) -> None:
+        """Before the dock goes (plugin unload): stop a run, let go of the project's signals."""
+        if self.run is not None and self.run.is_running():
+            self.run.cancel()
+        project = QgsProject.instance()
+        for signal, slot in (
+            (project.readProject, self._project_read),
+            (project.cleared, self.load_project_state),
+        ):
+            with contextlib.suppress(TypeError):
+                signal.disconnect(slot)
+        self._render_dir.cleanup()
+
+    def load_project_state(self) -> None:
+        project = QgsProject.instance()
+        text, found = project.readEntry(PROJECT_SCOPE, PROJECT_VOCABULARY, "")
+        vocabulary = None
+        if found and text:
+            try:
+                vocabulary = Vocabulary.from_json(text)
+            except VocabularyError as error:
+                self.show_message(f"the project's vocabulary is unreadable: {error}", Qgis.Warning)
+        if vocabulary is None:
+            from ..core.presets import load_preset
+
+            vocabulary = load_preset(DEFAULT_VOCABULARY_PRESET)
+        model = self.vocabulary_editor.model
+        model.blockSignals(True)  # loading is not an edit: the project must not turn dirty
+        model.set_vocabulary(vocabulary)
+        model.blockSignals(False)
+        self.vocabulary_editor.table.reset()
+        self.output_widget.blockSignals(True)
+        self.output_widget.setFilePath(str(output_dir(project)))
+        self.output_widget.blockSignals(False)
+
+    def save_vocabulary_to_project(self) -> None:
+        QgsProject.instance().writeEntry(PROJECT_SCOPE, PROJECT_VOCABULARY, self.vocabulary().to_json())
+
+    def _output_dir_changed(self, path: str) -> None:
+        try:
+            set_output_dir(path or None)
+        except OutputLocationError as error:
+            self.show_message(str(error), Qgis.Warning)
+
+    # --- choices -----------------------------------------------------------------------------------
+    def vocabulary(self) -> Vocabulary:
+        return self.vocabulary_editor.vocabulary()
+
+    def _source_changed(self, index: int) -> None:
+        self.layer_combo.setEnabled(index == SOURCE_LAYER)
+        self.reset_gsd()
+
+    def _layer_changed(self, layer) -> None:
+        if layer is not None:
+            self.extent_widget.setOriginalExtent(layer.extent(), layer.crs())
+        self.reset_gsd()
+
+    def reset_gsd(self) -> None:
+        """The default resolution: the reference behaviour for a layer, the screen's for the map."""
+        layer = self.layer_combo.currentLayer()
+        gsd = None
+        if self.source_combo.currentIndex() == SOURCE_LAYER and isinstance(layer, QgsRasterLayer):
+            native = native_gsd_m(layer)
+            gsd = native * REFERENCE_GSD_FACTOR if native else None
+        elif self.iface is not None and self.iface.mapCanvas() is not None:
+            canvas = self.iface.mapCanvas()
+            units_per_pixel = canvas.mapUnitsPerPixel()
+            one_metre = metres_to_map_units(
+                1.0, canvas.mapSettings().destinationCrs(), canvas.extent().center().y()
+            )
+            gsd = units_per_pixel / one_metre if one_metre > 0 and units_per_pixel > 0 else None
+        if gsd:
+            self.gsd_spin.setValue(round(gsd, 2) or 0.01)
+        self.update_size_label()
+
+    def current_extent(self) -> QgsReferencedRectangle | None:
+        extent = self.extent_widget.outputExtent()
+        if extent is None or extent.isEmpty():
+            return None
+        return QgsReferencedRectangle(extent, self.extent_widget.outputCrs())
+
+    def update_size_label(self) -> None:
+        extent = self.current_extent()
+        if extent is None:
+            self.size_label.setText("choose an extent")
+            return
+        crs = extent.crs()
+        step = metres_to_map_units(self.gsd_spin.value(), crs, extent.center().y())
+        try:
+            width, height = pixel_size(QgsRectangle(extent), step)
+        except CaptureError as error:
+            self.size_label.setText(str(error))
+            return
+        megapixels = width * height / 1e6
+        self.size_label.setText(
+            f"{width:,} × {height:,} px at {self.gsd_spin.value():g} m/px ({megapixels:.2f} Mpx)"
+        )
+
+    def use_selection_extent(self) -> None:
+        layer = self.iface.activeLayer() if self.iface is not None else None
+        if not isinstance(layer, QgsVectorLayer) or layer.selectedFeatureCount() == 0:
+            self.show_message("select features in a vector layer first (the active layer)", Qgis.Info)
+            return
+        self.extent_widget.setOutputExtentFromUser(layer.boundingBoxOfSelected(), layer.crs())
+
+    # --- run ---------------------------------------------------------------------------------------
+    def build_plan(self) -> RunPlan:
+        """Parameters of ``rs_ovseg:segment`` for the current choices (renders the map view if chosen)."""
+        vocabulary = self.vocabulary()
+        vocabulary.validate()
+        extent = self.current_extent()
+        files = plan_run_files(self.output_widget.filePath() or output_dir(), vocabulary.name, datetime.now())
+        parameters = {
+            "CLASSES": vocabulary.to_lines(),
+            "VOCABULARY": vocabulary.to_json(),
+            "METHOD": self.method_combo.currentIndex(),
+            "DEVICE": self.device_combo.currentIndex(),
+            "RESOLUTION": self.gsd_spin.value(),
+            "OUTPUT": str(files["classes"]),
+        }
+        if self.threshold_spin.value() > 0:
+            parameters["THRESHOLD"] = self.threshold_spin.value()
+        options = self.engine_options_edit.text().strip()
+        if options:
+            json.loads(options)  # a JSON error is reported before anything runs
+            parameters["ENGINE_OPTIONS"] = options
+        if self.polygons_check.isChecked():
+            parameters["OUTPUT_POLYGONS"] = str(files["polygons"])
+        if self.confidence_check.isChecked():
+            parameters["OUTPUT_CONFIDENCE"] = str(files["confidence"])
+        above = None
+        if self.source_combo.currentIndex() == SOURCE_LAYER:
+            layer = self.layer_combo.currentLayer()
+            if layer is None:
+                raise CaptureError('choose a raster layer, or "What the map shows"')
+            parameters["INPUT"] = layer
+            if extent is not None:
+                parameters["EXTENT"] = extent
+            above = layer
+        else:
+            if extent is None:
+                raise CaptureError("choose an extent to render")
+            layers = self.iface.mapCanvas().layers() if self.iface is not None else []
+            layers = layers or QgsProject.instance().layerTreeRoot().checkedLayers()
+            rendered = Path(self._render_dir.name) / f"{files['classes'].stem}_map.tif"
+            capture = capture_rendered(
+                layers, QgsRectangle(extent), extent.crs(), self.gsd_spin.value(), rendered
+            )
+            parameters["INPUT"] = capture.path
+            parameters["RESOLUTION"] = 0.0  # rendered at the chosen resolution already
+        return RunPlan(parameters, vocabulary, run_label(vocabulary.name, datetime.now()), above)
+
+    def start_run(self) -> None:
+        if self.run is not None and self.run.is_running():
+            return
+        try:
+            plan = self.build_plan()
+        except (VocabularyError, CaptureError, OutputLocationError, ValueError, OSError) as error:
+            self.show_message(str(error), Qgis.Warning)
+            return
+        self.run = SegmentRun(plan, parent=self)
+        self.run.progress.connect(self._progress)
+        self.run.finished.connect(self._finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress_bar.setValue(0)
+        self.status_label.setText("starting the engine…")
+        self.run.start()
+
+    def cancel_run(self) -> None:
+        if self.run is not None and self.run.is_running():
+            self.status_label.setText("cancelling…")
+            self.run.cancel()
+
+    def _progress(self, percent: float, text: str) -> None:
+        self.progress_bar.setValue(int(percent))
+        if text:
+            self.status_label.setText(text)
+
+    def _finished(self, status: str, message: str) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.status_label.setText(message)
+        if status == "ok":
+            self.progress_bar.setValue(100)
+            self.show_message(message, Qgis.Success)
+        elif status == "cancelled":
+            self.progress_bar.setValue(0)
+            self.show_message(message, Qgis.Info)
+        else:
+            self.progress_bar.setValue(0)
+            self.show_message(message, Qgis.Critical)
+
+    # --- engine ------------------------------------------------------------------------------------
+    def test_engine(self) -> None:
+        task = EngineDiagnosticsTask()
+        self.status_label.setText("testing the engine…")
+
+        def done():
+            self._tasks.remove(task)
+            engine_service.log("info", task.report)
+            self.status_label.setText("engine OK" if task.ok else "engine problem: see the report")
+            icon = QMessageBox.Icon.Information if task.ok else QMessageBox.Icon.Warning
+            title, text = "RS OVSeg engine", "Engine report (select and copy for a bug report)"
+            box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+            box.setDetailedText(task.report)
+            box.open()
+
+        task.taskCompleted.connect(done)
+        task.taskTerminated.connect(done)
+        self._tasks.append(task)
+        QgsApplication.taskManager().addTask(task)
+
+    def setup_engine(self) -> None:
+        python = base_python()
+        if python is None:
+            self.show_message(
+                "no Python 3 found to create the engine's environment: install Python 3", Qgis.Critical
+            )
+            return
+        venv = managed_venv_dir()
+        answer = QMessageBox.question(
+            self,
+            "Set up engine",
+            f"Create the engine's environment in\n{venv}\nwith {python} and install PyTorch and the other "
+            "dependencies (several GB)? Progress is written to the log panel (tab RS OVSeg).",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        task = EngineSetupTask(python, venv, engine_service.log)
+
+        def done(ok: bool):
+            self._tasks.remove(task)
+            if ok:
+                set_engine_python(venv_python(venv))
+                self.python_widget.setFilePath(str(venv_python(venv)))
+                self.show_message("engine environment ready", Qgis.Success)
+            else:
+                self.show_message(f"engine set-up failed: {task.error}", Qgis.Critical)
+
+        task.taskCompleted.connect(lambda: done(True))
+        task.taskTerminated.connect(lambda: done(False))
+        self._tasks.append(task)
+        QgsApplication.taskManager().addTask(task)
+
+    # --- messages ----------------------------------------------------------------------------------
+    def show_message(self, message: str, level=Qgis.Info) -> None:
+        """Errors and results in QGIS's message bar; everything also in the log panel."""
+        engine_service.log("error" if level == Qgis.Critical else "info", message)
+        bar = self.iface.messageBar() if self.iface is not None else None
+        if bar is not None:
+            bar.pushMessage("RS OVSeg", message, level, 8 if level != Qgis.Critical else 0)
+        self.last_message = (message, level)

@@ -1,0 +1,268 @@
+"""``python -m engine worker``: a persistent engine process speaking JSON lines on stdin/stdout.
+
+Protocol (one JSON object per line; stdout carries ONLY these lines, everything else goes to stderr):
+
+Requests
+  {"id": "r1", "command": "segment", "args": {...}}   args use the ``segment`` option names
+                                                       (input, classes, vocabulary, out, confidence, bands,
+                                                       bbox, bbox_crs, gsd, device, threshold, templates,
+                                                       attention, clip, upsampler, dtype, random_weights,
+                                                       seed, overwrite, method, batch_size, tile_size)
+  {"id": "r2", "command": "estimate", "args": {...}}  sizes/tiles/crops, no model, nothing written
+  {"id": "r3", "command": "info"}                      interpreter, versions, devices, GPU memory
+  {"command": "cancel", "id": "r1"}                    stop r1 (running or queued)
+  {"command": "shutdown"}                              cancel what runs, then exit 0
+Events
+  {"id", "event": "progress", "fraction", "stage", "message"}
+  {"id", "event": "log", "level", "message"}
+  {"id", "event": "result", "result": {...}}
+  {"id", "event": "error", "kind": "user" | "internal" | "cancelled", "message"}
+
+Requests run one at a time in arrival order; stdin is read on a thread so a cancel arrives mid-run.
+Loaded models stay cached between requests (keyed by CLIP/upsampler spec, seed, device, dtype).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import queue
+import sys
+import threading
+import traceback
+from typing import TextIO
+
+from engine import __version__
+from engine.errors import Cancelled, UserError
+
+log = logging.getLogger("engine.worker")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="INFO", help="level of log events sent to the client")
+
+
+class Channel:
+    """Writes protocol lines (thread-safe); the only writer of the protocol stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, message: dict) -> None:
+        line = json.dumps(message, ensure_ascii=False, default=str)
+        with self.lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+class EventLogHandler(logging.Handler):
+    """Forwards engine log records to the client as ``log`` events of the current request."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self.channel = channel
+        self.request_id: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.request_id is None:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call must not kill a run
+            message = str(record.msg)
+        self.channel.send(
+            {"id": self.request_id, "event": "log", "level": record.levelname.lower(), "message": message}
+        )
+
+
+def info_report() -> dict:
+    """Interpreter, package versions and compute devices of this engine environment."""
+    from engine.device import device_report
+
+    report = {
+        "engine_version": __version__,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+    }
+    for name in ("numpy", "open_clip", "segment_anything"):
+        try:
+            module = __import__(name)
+            report[f"{name}_version"] = getattr(module, "__version__", "present")
+        except ImportError:
+            report[f"{name}_version"] = None
+    try:
+        from osgeo import gdal
+
+        report["gdal_version"] = gdal.__version__
+    except ImportError:
+        report["gdal_version"] = None
+    report.update(device_report())
+    if report["gpus"]:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        report["gpu_memory_free_bytes"], report["gpu_memory_total_bytes"] = int(free), int(total)
+    return report
+
+
+class Worker:
+    """Runs requests from ``requests`` (a queue filled by the reader thread) one at a time."""
+
+    def __init__(self, channel: Channel) -> None:
+        from engine.methods.registry import ModelCache
+
+        self.channel = channel
+        self.models = ModelCache()
+        self.requests: queue.Queue = queue.Queue()
+        self.tokens: dict[str, object] = {}
+        self.tokens_lock = threading.Lock()
+        self.log_handler = EventLogHandler(channel)
+
+    def token_for(self, request_id: str):
+        from engine.progress import CancelToken
+
+        with self.tokens_lock:
+            return self.tokens.setdefault(request_id, CancelToken())
+
+    def read_requests(self, stream: TextIO) -> None:
+        """Reader thread: parse lines; cancel/shutdown act at once, other requests are queued."""
+        for line in stream:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+                if not isinstance(message, dict):
+                    raise ValueError("a request must be a JSON object")
+            except ValueError as exc:
+                self.channel.send(
+                    {"id": None, "event": "error", "kind": "user", "message": f"bad request: {exc}"}
+                )
+                continue
+            command, request_id = message.get("command"), message.get("id")
+            if command == "cancel":
+                if request_id is not None:
+                    self.token_for(str(request_id)).cancel()
+                continue
+            if command == "shutdown":
+                with self.tokens_lock:
+                    for token in self.tokens.values():
+                        token.cancel()
+                break
+            if request_id is not None:
+                self.token_for(str(request_id))
+            self.requests.put(message)
+        self.requests.put(None)  # end of input or shutdown
+
+    def serve(self) -> None:
+        while True:
+            message = self.requests.get()
+            if message is None:
+                return
+            self.handle(message)
+
+    def handle(self, message: dict) -> None:
+        request_id = message.get("id")
+        command = message.get("command")
+        args = message.get("args") or {}
+        key = str(request_id) if request_id is not None else None
+        self.log_handler.request_id = key
+        try:
+            if not isinstance(args, dict):
+                raise UserError('"args" must be a JSON object')
+            if command == "info":
+                result = info_report()
+            elif command == "estimate":
+                result = self.estimate(args)
+            elif command == "segment":
+                result = self.segment(key, args)
+            else:
+                raise UserError(
+                    f"unknown command {command!r}: use segment, estimate, info, cancel or shutdown"
+                )
+            self.channel.send({"id": request_id, "event": "result", "result": result})
+        except UserError as exc:
+            self.channel.send({"id": request_id, "event": "error", "kind": "user", "message": str(exc)})
+        except Cancelled as exc:
+            self.channel.send({"id": request_id, "event": "error", "kind": "cancelled", "message": str(exc)})
+        except Exception as exc:  # report, keep serving: one bad request must not kill the worker
+            traceback.print_exc(file=sys.stderr)
+            self.channel.send(
+                {
+                    "id": request_id,
+                    "event": "error",
+                    "kind": "internal",
+                    "message": f"{type(exc).__name__}: {exc}",
+                }
+            )
+        finally:
+            self.log_handler.request_id = None
+            if key is not None:
+                with self.tokens_lock:
+                    self.tokens.pop(key, None)
+
+    def estimate(self, args: dict) -> dict:
+        from engine.cli.segment import pipeline_settings, resolve_options
+        from engine.pipeline import SegmentRequest, estimate
+
+        options = resolve_options(args)
+        request = SegmentRequest(
+            input=str(options["input"]),
+            bands=options["bands"]
+            if isinstance(options["bands"], (str, type(None)))
+            else tuple(options["bands"]),
+            bbox=options["bbox"],
+            bbox_crs=options["bbox_crs"],
+            gsd=float(options["gsd"]) if options["gsd"] is not None else None,
+        )
+        return estimate(request, settings=pipeline_settings(options))
+
+    def segment(self, key: str | None, args: dict) -> dict:
+        from engine.cli.segment import run_segment
+        from engine.progress import CancelToken
+
+        token = self.token_for(key) if key is not None else CancelToken()
+
+        def progress(event) -> None:
+            self.channel.send({"id": key, "event": "progress", **event.to_json()})
+
+        result = run_segment(args, models=self.models, progress=progress, cancel=token)
+        return {
+            "out": result.out,
+            "confidence": result.confidence,
+            "sidecar": result.sidecar,
+            "record": result.record,
+        }
+
+
+def run(args: argparse.Namespace) -> int:
+    # Keep stdout for the protocol only: anything else writing to fd 1 (print, C libraries) lands on
+    # stderr instead, so a stray message can never corrupt the JSON stream.
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    engine_logger = logging.getLogger("engine")
+    engine_logger.setLevel(getattr(logging, str(args.log_level).upper(), logging.INFO))
+    channel = Channel(protocol)
+    worker = Worker(channel)
+    engine_logger.addHandler(worker.log_handler)
+    logging.captureWarnings(True)  # loaders warn (e.g. random weights) through warnings.warn
+    logging.getLogger("py.warnings").addHandler(worker.log_handler)
+    reader = threading.Thread(target=worker.read_requests, args=(sys.stdin,), daemon=True)
+    reader.start()
+    try:
+        worker.serve()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        engine_logger.removeHandler(worker.log_handler)
+        logging.getLogger("py.warnings").removeHandler(worker.log_handler)
+        protocol.flush()
+    return 0

@@ -1,0 +1,164 @@
+"""Methods by name, and the models they need loaded once and reused (the worker keeps one cache).
+
+``METHODS`` maps a method name (``--method``) to a factory ``(MethodOptions, ModelCache) → DenseMethod``.
+A new method is one entry here plus its module under ``engine/methods``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from engine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS_ENV = "RS_OVSEG_RANDOM_WEIGHTS"
+RANDOM_WEIGHTS_WARNING = (
+    "RANDOM WEIGHTS: the models are built with seeded random weights (--random-weights or "
+    f"{RANDOM_WEIGHTS_ENV}=1). The output is MEANINGLESS; use this only for tests and benchmarks."
+)
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def random_weights_requested(flag: bool) -> bool:
+    """The flag, or ``RS_OVSEG_RANDOM_WEIGHTS=1`` in the environment (never on by default)."""
+    return bool(flag) or os.environ.get(RANDOM_WEIGHTS_ENV, "").strip() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """What a method factory may use; None means the method's own default."""
+
+    clip: str | None = None  # registry name or checkpoint file (random weights: an architecture name too)
+    upsampler: str | None = None  # registry name, checkpoint file, or "none" (bilinear)
+    attention: str | None = None
+    templates: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    random_weights: bool = False
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # method-specific settings
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise UserError(f"unknown --dtype {name!r}: use one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def _loading_module():
+    """C's ``engine.models.loading`` when present (registry names, files, checksums), else None."""
+    try:
+        from engine.models import loading
+    except ImportError:
+        return None
+    return loading
+
+
+class ModelCache:
+    """Loaded CLIP models and upsamplers, keyed by everything that changes them."""
+
+    def __init__(self) -> None:
+        self._clip: dict[tuple, tuple] = {}
+        self._upsampler: dict[tuple, tuple] = {}
+
+    def clip(self, spec: str | None, *, random_weights: bool, seed: int, device: str, dtype: str):
+        """(model, tokenizer, info) for ``spec``."""
+        key = (spec, random_weights, seed, device, dtype)
+        if key not in self._clip:
+            loading = _loading_module()
+            if loading is not None and hasattr(loading, "load_clip_model"):
+                architecture = None
+                if random_weights and spec:
+                    from engine.models.architectures import known_architectures
+
+                    architecture = spec if spec in known_architectures() else None
+                model, tokenizer, info = loading.load_clip_model(
+                    None if architecture else spec,
+                    architecture=architecture,
+                    random_weights=random_weights,
+                    seed=seed,
+                )
+            elif random_weights:
+                from engine.models.architectures import create_clip, tokenizer_for
+
+                architecture = spec or "ViT-B-16"
+                model, tokenizer = create_clip(architecture, seed=seed), tokenizer_for(architecture)
+                info = {
+                    "name": architecture,
+                    "architecture": architecture,
+                    "weights": f"random (seed {seed})",
+                }
+            else:
+                raise UserError(
+                    "no model loader is available in this engine build; pass --random-weights for a test run"
+                )
+            self._clip[key] = (model, tokenizer, dict(info))
+        return self._clip[key]
+
+    def upsampler(self, spec: str | None, *, random_weights: bool, seed: int, device: str, dtype: str):
+        """(module or None, info) for ``spec``; "none" → (None, info saying bilinear)."""
+        if spec is not None and spec.strip().lower() == "none":
+            return None, {"name": "none", "upsampler": "bilinear (--upsampler none)"}
+        key = (spec, random_weights, seed, device, dtype)
+        if key not in self._upsampler:
+            loading = _loading_module()
+            if loading is not None and hasattr(loading, "load_upsampler_model"):
+                module, info = loading.load_upsampler_model(spec, random_weights=random_weights, seed=seed)
+            else:
+                log.warning("no upsampler loader in this engine build: falling back to bilinear upsampling")
+                module, info = None, {"name": "none", "upsampler": "bilinear (no loader available)"}
+            self._upsampler[key] = (module, dict(info))
+        return self._upsampler[key]
+
+    def clear(self) -> None:
+        self._clip.clear()
+        self._upsampler.clear()
+
+
+def _segearth_ov(options: MethodOptions, models: ModelCache):
+    from engine.methods.segearth_ov import SegEarthOV, SegEarthOVSettings
+
+    common = dict(
+        random_weights=options.random_weights, seed=options.seed, device=options.device, dtype=options.dtype
+    )
+    model, tokenizer, clip_info = models.clip(options.clip, **common)
+    upsampler, upsampler_info = models.upsampler(options.upsampler, **common)
+    settings = SegEarthOVSettings(
+        attention=options.attention or "segearth",
+        templates=options.templates or "imagenet",
+        **options.extra,
+    )
+    return SegEarthOV(
+        model,
+        tokenizer,
+        settings,
+        upsampler,
+        device=options.device,
+        dtype=torch_dtype(options.dtype),
+        model_info=clip_info,
+        upsampler_info=upsampler_info,
+    )
+
+
+MethodFactory = Callable[[MethodOptions, ModelCache], object]
+METHODS: dict[str, MethodFactory] = {"segearth-ov": _segearth_ov}
+DEFAULT_METHOD = "segearth-ov"
+
+
+def create_method(name: str, options: MethodOptions, models: ModelCache | None = None):
+    """Build method ``name``; unknown names are a user error listing the known ones."""
+    factory = METHODS.get(name)
+    if factory is None:
+        raise UserError(f"unknown method {name!r}: use one of {', '.join(sorted(METHODS))}")
+    if options.random_weights:
+        log.warning(RANDOM_WEIGHTS_WARNING)
+    return factory(options, models or ModelCache())

@@ -1,0 +1,184 @@
+"""SegEarth-OV (Li et al., CVPR 2025): training-free open-vocabulary segmentation of remote-sensing images.
+
+Per crop: CLIP-normalise, pad to the patch size, dense CLIP with the SegEarth last block, SimFeatUp
+(or any feature upsampler) to pixel resolution guided by the padded image, L2-normalise the features,
+cosine against the queries, add λ × the class-token logits (global-bias subtraction with λ < 0), crop
+the padding away. Without an upsampler the patch-level logits are resized bilinearly instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.clip.attention import ATTENTION_MODES, attention_mode
+from engine.clip.dense import DenseClip, remove_padding
+from engine.clip.templates import resolve_templates
+from engine.clip.text import encode_queries
+from engine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class SegEarthOVSettings:
+    """SegEarth-OV's settings; defaults from the reference (configs/base_config.py, segearth_segmentor.py)."""
+
+    #: last-block attention, one of engine.clip.attention.ATTENTION_MODES ("segearth" in the paper).
+    attention: str = "segearth"
+    #: λ of the global-bias subtraction: logits += λ · cosine(class token, query); 0 disables.
+    global_bias: float = -0.3
+    #: prompt templates: "imagenet" (OpenAI's 80, the reference), "remote-sensing", a file path, or a list.
+    templates: str | list[str] = "imagenet"
+    #: sliding-window crop edge and stride in working pixels.
+    crop_size: int = 224
+    crop_stride: int = 112
+    #: multiplies the cosine logits before the softmax over queries (applied by the pipeline, not here).
+    logit_scale: float = 50.0
+    #: the reference first resizes an image to fit inside this edge (keeping aspect); used by the pipeline.
+    max_image_edge: int = 448
+    #: score below which a pixel is unclassified; 0.1 OpenEarthMap, 0.3 LoveDA, 0.4 iSAID (pipeline's job).
+    probability_threshold: float = 0.0
+    #: pixel mean/std of CLIP's training data, RGB in [0, 1].
+    pixel_mean: tuple[float, float, float] = field(default=CLIP_MEAN)
+    pixel_std: tuple[float, float, float] = field(default=CLIP_STD)
+
+    def __post_init__(self) -> None:
+        attention_mode(self.attention)
+        if self.crop_size <= 0 or not 0 < self.crop_stride <= self.crop_size:
+            raise UserError(
+                f"crop stride must be between 1 and the crop size ({self.crop_size}), got {self.crop_stride}"
+            )
+
+
+class SegEarthOV:
+    """SegEarth-OV on an open_clip ViT. Implements ``engine.methods.base.DenseMethod``.
+
+    ``model``: open_clip CLIP (ViT); ``tokenizer``: its tokenizer; ``upsampler``: a module mapping
+    (B, D, gh, gw) features and (B, 3, H, W) guidance to (B, D, gh·s, gw·s) (SimFeatUp: s = 16), or None
+    for bilinear logits. ``dtype``: the backbone's dtype (float16/bfloat16 for speed on GPUs); the model and
+    upsampler are moved to ``device`` in place (the upsampler always runs in float32).
+    """
+
+    name = "segearth-ov"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        settings: SegEarthOVSettings | None = None,
+        upsampler: nn.Module | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        model_info: dict | None = None,
+        upsampler_info: dict | None = None,
+    ):
+        self.settings = settings or SegEarthOVSettings()
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.tokenizer = tokenizer
+        self.templates = resolve_templates(self.settings.templates)
+        self.dense = DenseClip(self.model.visual, self.settings.attention)
+        # The upsampler's softmaxes and kernel normalisation stay in float32 whatever the backbone's dtype;
+        # it is a small share of the work on a GPU.
+        self.upsampler = upsampler.to(device=self.device, dtype=torch.float32).eval() if upsampler else None
+        self.model_info = dict(model_info or {})
+        self.upsampler_info = dict(upsampler_info or {})
+        if self.upsampler is None:
+            log.warning("SegEarth-OV without a feature upsampler: patch logits are resized bilinearly")
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(self.settings.pixel_mean, device=self.device).view(shape) * 255
+        self._std = torch.tensor(self.settings.pixel_std, device=self.device).view(shape) * 255
+        self.queries: list[str] = []
+        self.query_features: torch.Tensor | None = None
+
+    @property
+    def crop_size(self) -> int:
+        return self.settings.crop_size
+
+    @property
+    def crop_stride(self) -> int:
+        return self.settings.crop_stride
+
+    def set_queries(self, queries: list[str]) -> None:
+        if not queries:
+            raise UserError("the vocabulary is empty: give at least one class name")
+        self.queries = list(queries)
+        self.query_features = encode_queries(
+            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=self.dtype
+        )
+
+    def normalise(self, crops: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) uint8 RGB -> CLIP-normalised float32."""
+        return (crops.to(self.device, torch.float32) - self._mean) / self._std
+
+    @torch.no_grad()
+    def crop_outputs(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(patch logits without the global bias (B, Q, h, w), class-token logits (B, Q)), both float32."""
+        if self.query_features is None:
+            raise RuntimeError("call set_queries() before crop_logits()")
+        if crops.dim() != 4 or crops.shape[1] != 3:
+            raise ValueError(f"crops must be (B, 3, h, w) RGB, got {tuple(crops.shape)}")
+        images = self.normalise(crops)
+        features = self.dense(images.to(self.dtype))
+        text = self.query_features
+        cls_logits = F.normalize(features.cls.float(), dim=-1) @ text.float().T
+        padded_size = features.padded.shape[-2:]
+        if self.upsampler is not None:
+            dense = self.upsampler(features.patches.float(), features.padded.float())
+            if dense.shape[-2:] != padded_size:  # e.g. a /14 backbone under a ×16 upsampler
+                dense = F.interpolate(dense.float(), size=padded_size, mode="bilinear", align_corners=False)
+            dense = F.normalize(dense.float(), dim=1)
+            logits = torch.einsum("bdhw,qd->bqhw", dense, text.float())
+        else:
+            patches = F.normalize(features.patches.float(), dim=1)
+            logits = torch.einsum("bdhw,qd->bqhw", patches, text.float())
+            logits = F.interpolate(logits, size=padded_size, mode="bilinear", align_corners=False)
+        return remove_padding(logits, features.padding).contiguous(), cls_logits
+
+    def crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
+        logits, cls_logits = self.crop_outputs(crops)
+        if self.settings.global_bias:
+            logits = logits + self.settings.global_bias * cls_logits[:, :, None, None]
+        return logits
+
+    def describe(self) -> dict:
+        settings = asdict(self.settings)
+        if isinstance(settings["templates"], Path):
+            settings["templates"] = str(settings["templates"])
+        settings["pixel_mean"] = list(settings["pixel_mean"])
+        settings["pixel_std"] = list(settings["pixel_std"])
+        upsampler = dict(self.upsampler_info)
+        if self.upsampler is None:
+            upsampler.setdefault("upsampler", "bilinear (no weights)")
+            upsampler.setdefault(
+                "note",
+                "no SimFeatUp weights: patch logits resized bilinearly; results are coarser than the paper's",
+            )
+        else:
+            upsampler.setdefault("upsampler", type(self.upsampler).__name__)
+        return {
+            "method": self.name,
+            "settings": settings,
+            "attention_description": ATTENTION_MODES[self.settings.attention.lower()].description,
+            "template_count": len(self.templates),
+            "queries": list(self.queries),
+            "model": {
+                **self.model_info,
+                "patch_size": self.dense.patch_size,
+                "embed_dim": None if self.query_features is None else int(self.query_features.shape[1]),
+            },
+            "upsampler": upsampler,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }

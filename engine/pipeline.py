@@ -1,0 +1,436 @@
+"""Raster in, raster out: ties raster IO, tiling, a method and scoring together.
+
+Flow per run (see engine/tiling.py for the geometry): open the source and fix the requested grid
+(``prepare``, no model needed; also used by ``estimate``), compute the 8-bit stretch once, then for
+each read tile: resample the source to the working grid, run every crop touching the tile through the
+method in batches, average overlapping crop logits, resize them bilinearly to the output pixels, score
+(× logit scale, softmax, max over synonyms, argmax, threshold) and write labels (and confidence).
+Outputs are temporary files until the run succeeds; cancellation and errors leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import __version__
+from engine.device import choose_batch_size, is_out_of_memory, peak_memory
+from engine.errors import UserError
+from engine.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
+from engine.raster import grid as grids
+from engine.raster.reader import RasterSource, parse_bands
+from engine.raster.sampling import working_image
+from engine.raster.sidecar import write_sidecar
+from engine.raster.stretch import compute_stretch
+from engine.raster.writer import (
+    CONFIDENCE_NODATA,
+    AtomicFiles,
+    ClassRasterWriter,
+    ConfidenceRasterWriter,
+    check_output_path,
+    sidecar_path,
+)
+from engine.scoring import ScoringSettings, score
+from engine.tiling import AxisTile, TilePlan, output_sampling, plan_tiles, resample_bilinear
+from engine.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """What to segment and where to write it (the CLI's options, minus vocabulary and model)."""
+
+    input: str
+    out: str | None = None  # None only for estimates
+    confidence: str | None = None
+    bands: tuple[int, ...] | str | None = None  # "3,2,1" or (3, 2, 1); None: R/G/B bands, else 1-2-3
+    bbox: str | tuple[float, float, float, float] | None = None  # minx,miny,maxx,maxy
+    bbox_crs: str | None = None  # default: the raster's CRS
+    gsd: float | None = None  # working metres per pixel; None: native × grids.DEFAULT_GSD_FACTOR
+    threshold: float = ScoringSettings.threshold
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    # Working pixels per read-tile side; memory scales with its square × the number of queries.
+    tile_working: int = 896
+    # Cap on output pixels per tile side (matters when the working grid is much coarser than the raster).
+    max_output_tile: int = 4096
+    # Output rows scored at once (bounds the Q × rows × width upsampled-logit buffer).
+    score_rows: int = 256
+    # Crops per model call; None adapts to the device's free memory.
+    batch_size: int | None = None
+    logit_scale: float = ScoringSettings.logit_scale
+
+
+@dataclass
+class PreparedRun:
+    """A validated request: source opened, grids fixed, tiles planned, outputs checked."""
+
+    request: SegmentRequest
+    source: RasterSource
+    grid: grids.OutputGrid
+    working: grids.WorkingGrid
+    plan: TilePlan
+    crop_size: int
+    crop_stride: int
+    outputs: dict[str, Path] = field(default_factory=dict)  # "out" / "confidence" / "sidecar"
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "input": self.source.path,
+            "output_size": [self.grid.width, self.grid.height],
+            "window": asdict(self.grid.window),
+            "native_gsd": list(self.grid.native_gsd),
+            "georeferenced": self.grid.georeferenced,
+            "working_size": [self.working.width, self.working.height],
+            "working_gsd": self.working.gsd,
+            "pixels": self.grid.width * self.grid.height,
+            "working_pixels": self.working.width * self.working.height,
+            "tiles": self.plan.tile_count,
+            "crops": self.plan.unique_crops,
+            "crop_evaluations": self.plan.crop_runs,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class SegmentResult:
+    out: str
+    confidence: str | None
+    sidecar: str
+    record: dict
+
+
+def _threshold(value: float) -> float:
+    if not 0.0 <= float(value) <= 1.0:
+        raise UserError(f"bad --threshold {value}: use a probability between 0 and 1")
+    return float(value)
+
+
+def prepare(
+    request: SegmentRequest,
+    crop_size: int = 224,
+    crop_stride: int = 112,
+    settings: PipelineSettings | None = None,
+    check_outputs: bool = True,
+) -> PreparedRun:
+    """Validate everything a user can get wrong before any model is loaded or file written."""
+    settings = settings or PipelineSettings()
+    _threshold(request.threshold)
+    bands = parse_bands(request.bands) if not isinstance(request.bands, tuple) else request.bands
+    warnings: list[str] = []
+    outputs: dict[str, Path] = {}
+    if check_outputs:
+        if not request.out:
+            raise UserError("no output given: pass --out OUT.tif")
+        outputs["out"] = check_output_path(request.out, request.overwrite)
+        outputs["sidecar"] = check_output_path(sidecar_path(outputs["out"]), request.overwrite, "sidecar")
+        if request.confidence:
+            outputs["confidence"] = check_output_path(
+                request.confidence, request.overwrite, "confidence output"
+            )
+        if len(set(outputs.values())) != len(outputs):
+            raise UserError("the class raster, confidence raster and sidecar must be different files")
+    source = RasterSource(request.input, parse_bands(bands) if isinstance(bands, str) else bands)
+    try:
+        size = (source.width, source.height)
+        if not source.georeferenced:
+            warnings.append(
+                f"{source.path} has no georeferencing: output in pixel space, --gsd in source pixels"
+            )
+        window = grids.PixelWindow(0, 0, *size)
+        if request.bbox is not None:
+            if not source.georeferenced and request.bbox_crs:
+                raise UserError("--bbox-crs needs a georeferenced raster; without one give --bbox in pixels")
+            window, clipped = grids.window_from_bbox(
+                source.geotransform, source.projection_wkt, size, request.bbox, request.bbox_crs
+            )
+            if clipped:
+                warnings.append("--bbox extends beyond the raster: it was cut to the raster's extent")
+        grid = grids.output_grid(
+            source.geotransform, source.projection_wkt, source.georeferenced, size, window
+        )
+        working = grids.working_grid(grid, request.gsd)
+        plan = _plan(grid, working, crop_size, crop_stride, settings)
+    except Exception:
+        source.close()
+        raise
+    for message in warnings:
+        log.warning(message)
+    return PreparedRun(request, source, grid, working, plan, crop_size, crop_stride, outputs, warnings)
+
+
+def _plan(grid, working, crop_size: int, crop_stride: int, settings: PipelineSettings) -> TilePlan:
+    return plan_tiles(
+        grid.width,
+        grid.height,
+        working.width,
+        working.height,
+        crop_size,
+        crop_stride,
+        settings.tile_working,
+        settings.max_output_tile,
+    )
+
+
+def estimate(request: SegmentRequest, crop_size: int = 224, crop_stride: int = 112, settings=None) -> dict:
+    """Sizes, tiles and crops a run would process, without loading a model or writing anything."""
+    prepared = prepare(request, crop_size, crop_stride, settings, check_outputs=False)
+    try:
+        return prepared.summary()
+    finally:
+        prepared.source.close()
+
+
+class _CropRunner:
+    """Runs crops through the method in batches; halves the batch on a GPU out-of-memory error."""
+
+    def __init__(self, method, batch_size: int, cancel: CancelToken) -> None:
+        self.method = method
+        self.batch_size = batch_size
+        self.cancel = cancel
+        self.batches = 0
+        self.seconds = 0.0
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """(B, 3, h, w) uint8 → (B, Q, h, w) float32 numpy."""
+        outputs = []
+        start = 0
+        while start < len(crops):
+            self.cancel.check()
+            chunk = crops[start : start + self.batch_size]
+            began = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    logits = self.method.crop_logits(torch.from_numpy(np.ascontiguousarray(chunk)))
+            except RuntimeError as exc:
+                if is_out_of_memory(exc) and self.batch_size > 1:
+                    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+                    self.batch_size = max(1, self.batch_size // 2)
+                    log.warning("out of memory: retrying with %d crops per batch", self.batch_size)
+                    continue
+                raise
+            self.seconds += time.perf_counter() - began
+            self.batches += 1
+            outputs.append(logits.detach().to("cpu", torch.float32).numpy())
+            start += len(chunk)
+        return np.concatenate(outputs)
+
+
+def _average_logits(image: np.ndarray, row: AxisTile, col: AxisTile, plan: TilePlan, run, on_batch):
+    """Mean logits (Q, h, w) over the tile's needed working pixels, from every crop touching them."""
+    r_off, c_off = row.region[0], col.region[0]
+    crops, places = [], []
+    for i in range(*row.crops):
+        y0, y1 = plan.row_spans[i]
+        for j in range(*col.crops):
+            x0, x1 = plan.col_spans[j]
+            crops.append(image[:, y0 - r_off : y1 - r_off, x0 - c_off : x1 - c_off])
+            places.append((y0 - r_off, y1 - r_off, x0 - c_off, x1 - c_off))
+    total = count = None
+    step = max(1, run.batch_size)
+    for start in range(0, len(crops), step):
+        logits = run(np.stack(crops[start : start + step]))
+        if total is None:
+            total = np.zeros((logits.shape[1], image.shape[1], image.shape[2]), dtype=np.float32)
+            count = np.zeros(image.shape[1:], dtype=np.float32)
+        # Crops are added in global row-major order in every tile: identical sums whatever the tile.
+        for (y0, y1, x0, x1), crop_logits in zip(places[start : start + step], logits):
+            total[:, y0:y1, x0:x1] += crop_logits
+            count[y0:y1, x0:x1] += 1.0
+        on_batch(len(logits))
+    n0, n1 = row.needed[0] - r_off, row.needed[1] - r_off
+    m0, m1 = col.needed[0] - c_off, col.needed[1] - c_off
+    return total[:, n0:n1, m0:m1] / count[n0:n1, m0:m1]
+
+
+def segment(
+    prepared: PreparedRun,
+    vocabulary: Vocabulary,
+    method,
+    *,
+    settings: PipelineSettings | None = None,
+    device: str = "cpu",
+    progress: ProgressCallback = ignore_progress,
+    cancel: CancelToken | None = None,
+    record: dict | None = None,
+) -> SegmentResult:
+    """Segment ``prepared`` with ``method`` (a DenseMethod); writes the outputs and the JSON sidecar.
+
+    ``record`` is merged into the sidecar (the caller's model options, load timings, ...).
+    Raises ``engine.errors.Cancelled`` when ``cancel`` fires; no output is left behind then.
+    """
+    settings = settings or PipelineSettings()
+    cancel = cancel or CancelToken()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    request, source, grid, working, plan = (
+        prepared.request,
+        prepared.source,
+        prepared.grid,
+        prepared.working,
+        prepared.plan,
+    )
+    if (method.crop_size, method.crop_stride) != (prepared.crop_size, prepared.crop_stride):
+        plan = prepared.plan = _plan(grid, working, method.crop_size, method.crop_stride, settings)
+        prepared.crop_size, prepared.crop_stride = method.crop_size, method.crop_stride
+    thresholds = vocabulary.thresholds(_threshold(request.threshold))
+    query_to_class = vocabulary.query_to_class()
+    files = AtomicFiles()
+    writers = []
+    progress(ProgressEvent(0.0, "statistics", "computing the 8-bit stretch"))
+    tic = time.perf_counter()
+    stretch = compute_stretch(source, grid.window)
+    timings["statistics"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    method.set_queries(vocabulary.queries())
+    timings["text"] = time.perf_counter() - tic
+    bytes_per_crop = getattr(method, "bytes_per_crop", None)
+    run = _CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
+    done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
+    total_crops = max(1, plan.crop_runs)
+
+    def on_batch(n: int) -> None:
+        done["crops"] += n
+        done["evaluated"] += n
+        fraction = 0.02 + 0.96 * done["crops"] / total_crops
+        progress(
+            ProgressEvent(min(fraction, 0.98), "inference", f"tile {done['tiles'] + 1}/{plan.tile_count}")
+        )
+
+    try:
+        out_path = prepared.outputs["out"]
+        classes = ClassRasterWriter(files.temporary_for(out_path), grid, vocabulary)
+        writers.append(classes)
+        confidence = None
+        if "confidence" in prepared.outputs:
+            confidence = ConfidenceRasterWriter(files.temporary_for(prepared.outputs["confidence"]), grid)
+            writers.append(confidence)
+        sidecar_temp = files.temporary_for(prepared.outputs["sidecar"])
+        timings.update(read=0.0, scoring=0.0, write=0.0)
+        for row, col in plan.tiles():
+            cancel.check()
+            (oy0, oy1), (ox0, ox1) = row.out, col.out
+            tic = time.perf_counter()
+            _data, valid = source.read(grid.window.xoff + ox0, grid.window.yoff + oy0, ox1 - ox0, oy1 - oy0)
+            if not valid.any():
+                # Nothing to classify: the crops touching this tile only matter for its own pixels.
+                done["skipped"] += 1
+                done["crops"] += row.crop_count * col.crop_count
+                labels = np.zeros(valid.shape, np.uint8)
+                classes.write(labels, ox0, oy0)
+                if confidence is not None:
+                    confidence.write(np.full(valid.shape, CONFIDENCE_NODATA, np.float32), ox0, oy0)
+                done["tiles"] += 1
+                continue
+            image = working_image(source, stretch, grid, working, row.region, col.region)
+            timings["read"] += time.perf_counter() - tic
+            logits = _average_logits(image, row, col, plan, run, on_batch)
+            del image
+            col_sampling = output_sampling(ox0, ox1, grid.width, working.width)
+            for s0 in range(oy0, oy1, settings.score_rows):
+                s1 = min(s0 + settings.score_rows, oy1)
+                tic = time.perf_counter()
+                row_sampling = output_sampling(s0, s1, grid.height, working.height)
+                upsampled = resample_bilinear(
+                    logits, row_sampling, col_sampling, (row.needed[0], col.needed[0])
+                )
+                labels, conf = score(
+                    torch.from_numpy(upsampled), query_to_class, thresholds, settings.logit_scale
+                )
+                labels, conf = labels.numpy(), conf.numpy()
+                strip_valid = valid[s0 - oy0 : s1 - oy0]
+                labels[~strip_valid] = 0
+                timings["scoring"] += time.perf_counter() - tic
+                tic = time.perf_counter()
+                classes.write(labels, ox0, s0)
+                if confidence is not None:
+                    conf[~strip_valid] = CONFIDENCE_NODATA
+                    confidence.write(conf, ox0, s0)
+                timings["write"] += time.perf_counter() - tic
+            done["tiles"] += 1
+        cancel.check()
+        progress(ProgressEvent(0.99, "write", "finishing the outputs"))
+        tic = time.perf_counter()
+        for writer in writers:
+            writer.close()
+        timings["finalise"] = time.perf_counter() - tic
+        timings["inference"] = run.seconds
+        timings["total"] = time.perf_counter() - started + sum((record or {}).get("timings_s", {}).values())
+        content = _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds, device, run)
+        content["timings_s"] = {**(record or {}).get("timings_s", {}), **timings}
+        content["windows"] = {
+            "tiles": plan.tile_count,
+            "tiles_skipped_nodata": done["skipped"],
+            "unique_crops": plan.unique_crops,
+            "crops_evaluated": done["evaluated"],
+            "batches": run.batches,
+            "batch_size": run.batch_size,
+        }
+        content.update({k: v for k, v in (record or {}).items() if k != "timings_s"})
+        content["peak_memory"] = peak_memory(device)
+        write_sidecar(sidecar_temp, content)
+        files.commit()
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        files.discard()
+        raise
+    progress(ProgressEvent(1.0, "done", f"wrote {out_path}"))
+    return SegmentResult(
+        str(out_path),
+        str(prepared.outputs["confidence"]) if "confidence" in prepared.outputs else None,
+        str(prepared.outputs["sidecar"]),
+        content,
+    )
+
+
+def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds, device, run) -> dict:
+    grid, working, request = prepared.grid, prepared.working, prepared.request
+    return {
+        "engine": {"name": "rs-ovseg", "version": __version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "input": {**asdict(prepared.source.info()), "stretch": stretch.to_json()},
+        "output": {
+            "classes": str(prepared.outputs["out"]),
+            "confidence": str(prepared.outputs["confidence"]) if "confidence" in prepared.outputs else None,
+            "size": [grid.width, grid.height],
+            "window": asdict(grid.window),
+            "geotransform": list(grid.geotransform) if grid.geotransform else None,
+            "crs_wkt": grid.projection_wkt or None,
+            "values": {
+                "0": "unclassified or nodata",
+                **{str(i + 1): n for i, n in enumerate(vocabulary.names)},
+            },
+        },
+        "vocabulary": vocabulary.to_json(),
+        "queries": vocabulary.queries(),
+        "settings": {
+            "bbox": request.bbox,
+            "bbox_crs": request.bbox_crs,
+            "native_gsd_m": list(grid.native_gsd),
+            "working_gsd_m": working.gsd,
+            "working_gsd_rule": "requested --gsd"
+            if request.gsd is not None
+            else f"native GSD x {grids.DEFAULT_GSD_FACTOR:.6g} (reference: 1000 px tiles seen at 448 px)",
+            "working_size": [working.width, working.height],
+            "threshold": request.threshold,
+            "class_thresholds": thresholds,
+            "crop_size": method.crop_size,
+            "crop_stride": method.crop_stride,
+            "device": device,
+            "pipeline": asdict(settings),
+            "batch_size": run.batch_size,
+        },
+        "method": method.describe(),
+        "warnings": list(prepared.warnings),
+    }

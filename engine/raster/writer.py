@@ -1,0 +1,170 @@
+"""Write the class raster (uint8, colour table, category names) and the confidence raster (float32),
+tile by tile, atomically.
+
+Each output is first written to a hidden temporary file in its destination folder and renamed over the
+final name only when the whole run succeeded (``os.replace`` is atomic within a folder); on error or
+cancellation the temporary files are deleted, so no partial output is ever left behind. GTiff stores
+category names in a ``.aux.xml`` side file, which travels with its raster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.raster.grid import OutputGrid
+from engine.vocabulary import Vocabulary
+
+# Tiled, compressed, BigTIFF when needed: what a GIS reads fastest and what scales to huge rasters.
+GTIFF_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
+CONFIDENCE_NODATA = -1.0
+SIDE_SUFFIXES = (".aux.xml",)
+
+
+def _gdal():
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    return gdal
+
+
+def sidecar_path(out: str | Path) -> Path:
+    """``OUT.tif`` → ``OUT.json``."""
+    return Path(out).with_suffix(".json")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Try it: permission bits lie for root and on read-only or special file systems."""
+    probe = folder / f".rs-ovseg-write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
+def check_output_path(path: str | Path, overwrite: bool, what: str = "output") -> Path:
+    """Refuse a missing/unwritable folder, a folder as file, or an existing file without ``overwrite``."""
+    path = Path(path).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"the {what} folder does not exist: {folder}")
+    if not _can_create_in(folder):
+        raise UserError(f"the {what} folder is not writable: {folder}")
+    if path.is_dir():
+        raise UserError(f"the {what} path is a folder: {path}")
+    if path.exists() and not overwrite:
+        raise UserError(f"the {what} already exists: {path} (pass --overwrite to replace it)")
+    return path.resolve()
+
+
+class AtomicFiles:
+    """Temporary paths that become final paths on ``commit`` or vanish on ``discard``."""
+
+    def __init__(self) -> None:
+        self._pairs: list[tuple[Path, Path]] = []
+
+    def temporary_for(self, final: Path) -> Path:
+        temporary = final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+        self._pairs.append((temporary, final))
+        return temporary
+
+    def commit(self) -> None:
+        for temporary, final in self._pairs:
+            for suffix in SIDE_SUFFIXES:
+                side_final = final.with_name(final.name + suffix)
+                side_temp = temporary.with_name(temporary.name + suffix)
+                if side_temp.exists():
+                    os.replace(side_temp, side_final)
+                elif side_final.exists():
+                    side_final.unlink()  # a stale side file of an overwritten output
+            os.replace(temporary, final)
+        self._pairs = []
+
+    def discard(self) -> None:
+        for temporary, _final in self._pairs:
+            for path in (temporary, *(temporary.with_name(temporary.name + s) for s in SIDE_SUFFIXES)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        self._pairs = []
+
+
+def _create(path: Path, grid: OutputGrid, data_type: int):
+    gdal = _gdal()
+    driver = gdal.GetDriverByName("GTiff")
+    dataset = driver.Create(str(path), grid.width, grid.height, 1, data_type, list(GTIFF_OPTIONS))
+    if grid.geotransform is not None:
+        dataset.SetGeoTransform(grid.geotransform)
+    if grid.projection_wkt:
+        dataset.SetProjection(grid.projection_wkt)
+    return dataset
+
+
+def colour_table_entries(vocabulary: Vocabulary) -> list[tuple[int, int, int, int]]:
+    """RGBA per raster value: 0 (unclassified) black, class i its colour.
+
+    0 is written transparent, but TIFF colour maps have no alpha: GTiff stores it opaque. The plugin's
+    paletted style makes 0 transparent; other GIS show it black.
+    """
+    return [(0, 0, 0, 0), *((r, g, b, 255) for r, g, b in (c.colour for c in vocabulary.classes))]
+
+
+class ClassRasterWriter:
+    """Single-band uint8 GeoTIFF: 0 = unclassified/nodata, 1..N = vocabulary classes."""
+
+    def __init__(self, path: Path, grid: OutputGrid, vocabulary: Vocabulary) -> None:
+        gdal = _gdal()
+        self.dataset = _create(path, grid, gdal.GDT_Byte)
+        band = self.dataset.GetRasterBand(1)
+        table = gdal.ColorTable()
+        for value, rgba in enumerate(colour_table_entries(vocabulary)):
+            table.SetColorEntry(value, rgba)
+        band.SetRasterColorTable(table)
+        band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+        band.SetCategoryNames(vocabulary.category_names())
+        band.SetDescription("class")
+        self.band = band
+
+    def write(self, labels: np.ndarray, xoff: int, yoff: int) -> None:
+        self.band.WriteArray(np.ascontiguousarray(labels, dtype=np.uint8), xoff, yoff)
+
+    def close(self) -> None:
+        if self.dataset is not None:
+            self.band.FlushCache()
+            self.band = None
+            self.dataset = None
+
+
+class ConfidenceRasterWriter:
+    """Single-band float32 GeoTIFF: the winning class's probability; nodata pixels −1."""
+
+    def __init__(self, path: Path, grid: OutputGrid) -> None:
+        gdal = _gdal()
+        self.dataset = _create(path, grid, gdal.GDT_Float32)
+        self.band = self.dataset.GetRasterBand(1)
+        self.band.SetNoDataValue(CONFIDENCE_NODATA)
+        self.band.SetDescription("confidence")
+
+    def write(self, confidence: np.ndarray, xoff: int, yoff: int) -> None:
+        self.band.WriteArray(np.ascontiguousarray(confidence, dtype=np.float32), xoff, yoff)
+
+    def close(self) -> None:
+        if self.dataset is not None:
+            self.band.FlushCache()
+            self.band = None
+            self.dataset = None
+
+
+def category_names(path: str | Path) -> Sequence[str] | None:
+    """Category names of band 1 (loads the PAM side file first, which GDAL 3.6 does lazily)."""
+    gdal = _gdal()
+    dataset = gdal.Open(str(path))
+    dataset.GetMetadata()
+    return dataset.GetRasterBand(1).GetCategoryNames()

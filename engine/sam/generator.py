@@ -1,0 +1,86 @@
+"""SAM automatic masks for one window under several parameter sets, from one embedding per image.
+
+Per window, segment-anything's generator with ``crop_n_layers = 1`` encodes the window and its 2 × 2
+crops: 5 encoder passes. The reference runs one generator per parameter set on every 224² tile, each
+re-encoding the same pixels: 4 × 5 = 20 passes per tile. Here every parameter set's generator shares a
+:class:`SharedEmbeddingPredictor`, so a window costs 1 + (crop-layer crops) passes whatever the number of
+sets, and windows hold many tiles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from segment_anything import SamAutomaticMaskGenerator
+
+from engine.methods.reseg.id_maps import paint_id_map
+from engine.sam.parameter_sets import SamParameterSet
+from engine.sam.shared_embedding import SharedEmbeddingPredictor
+from engine.sam.stats import SegmentationCost
+
+#: Prompt points decoded together (segment-anything's default; memory vs. speed only).
+POINTS_PER_BATCH = 64
+
+
+class EmptySafeMaskGenerator(SamAutomaticMaskGenerator):
+    """segment-anything's generator, except that a window where no mask survives yields no masks.
+
+    Upstream, a crop with no surviving mask records its crop boxes as a 1-D empty tensor, and merging
+    crops then fails with IndexError in ``box_area`` (e.g. on a uniform tile). Giving that empty tensor
+    its proper (0, 4) shape lets the upstream code run on unchanged.
+    """
+
+    def _process_crop(self, image, crop_box, crop_layer_idx, orig_size):
+        data = super()._process_crop(image, crop_box, crop_layer_idx, orig_size)
+        if len(data["rles"]) == 0:
+            data["crop_boxes"] = torch.zeros((0, 4), dtype=torch.int64)
+        return data
+
+
+def generator_for(sam_model, params: SamParameterSet, window_px: int, predictor=None) -> EmptySafeMaskGenerator:
+    """A generator for a window whose longer side is ``window_px``, point grid scaled to keep the
+    reference density; ``predictor`` (if given) replaces the generator's own, to share embeddings."""
+    generator = EmptySafeMaskGenerator(
+        sam_model,
+        points_per_side=params.points_per_side_for(window_px),
+        points_per_batch=POINTS_PER_BATCH,
+        pred_iou_thresh=params.pred_iou_thresh,
+        stability_score_thresh=params.stability_score_thresh,
+        crop_n_layers=params.crop_n_layers,
+        crop_n_points_downscale_factor=params.crop_n_points_downscale_factor,
+        min_mask_region_area=params.min_mask_region_area,
+    )
+    if predictor is not None:
+        generator.predictor = predictor
+    return generator
+
+
+class WindowMaskGenerator:
+    """Id maps (one per requested parameter set) for RGB windows, sharing one embedding per image."""
+
+    def __init__(self, sam_model, parameter_sets: Sequence[SamParameterSet], cost: SegmentationCost) -> None:
+        self.sam_model = sam_model
+        self.parameter_sets = tuple(parameter_sets)
+        self.cost = cost
+        self.predictor = SharedEmbeddingPredictor(sam_model, cost)
+
+    @torch.no_grad()
+    def id_maps(self, window: np.ndarray, set_indices: Sequence[int]) -> np.ndarray:
+        """window: (H, W, 3) uint8 RGB. Returns (len(set_indices), H, W) int32 id maps (0 = uncovered)."""
+        if window.ndim != 3 or window.shape[2] != 3 or window.dtype != np.uint8:
+            raise ValueError(f"SAM needs an (H, W, 3) uint8 RGB window, got {window.shape} {window.dtype}")
+        started = time.perf_counter()
+        height, width = window.shape[:2]
+        maps = np.zeros((len(set_indices), height, width), dtype=np.int32)
+        try:
+            for row, index in enumerate(set_indices):
+                generator = generator_for(self.sam_model, self.parameter_sets[index], max(height, width), self.predictor)
+                records = generator.generate(window)
+                maps[row] = paint_id_map([r["segmentation"] for r in records], (height, width))
+        finally:
+            self.predictor.forget_embeddings()
+            self.cost.sam_seconds += time.perf_counter() - started
+        return maps

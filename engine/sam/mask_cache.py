@@ -1,0 +1,84 @@
+"""Per-window cache of SAM id maps, so segmenting the same imagery with another vocabulary (or another
+threshold, template set…) costs no SAM time.
+
+Keys are the window's exact pixels (a BLAKE2 digest) plus a fingerprint of everything that shapes the
+masks (SAM weights identity, parameter sets, which sets). Entries live in memory (least recently used
+dropped beyond ``max_entries``) and, when a folder is given, on disk as compressed ``.npz`` files
+(read with ``allow_pickle=False``) so a later process can reuse them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+#: Windows kept in memory (a 896² window with 4 sets is ~13 MB of int32 ids).
+DEFAULT_MAX_ENTRIES = 64
+
+
+def window_digest(window: np.ndarray) -> str:
+    """Hex digest of an (H, W, 3) uint8 window's pixels and shape."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr((window.shape, str(window.dtype))).encode())
+    h.update(np.ascontiguousarray(window).tobytes())
+    return h.hexdigest()
+
+
+def settings_fingerprint(settings: dict) -> str:
+    """Stable digest of JSON-able settings that shape the masks."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+class WindowMaskCache:
+    def __init__(self, folder: str | Path | None = None, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.max_entries = max_entries
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _path(self, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{key}.npz"
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        if self.folder is not None and self._path(key).is_file():
+            try:
+                with np.load(self._path(key), allow_pickle=False) as data:
+                    maps = data["id_maps"]
+            except (OSError, ValueError, KeyError):
+                return None  # a damaged cache file is just a miss
+            self._remember(key, maps)
+            return maps
+        return None
+
+    def put(self, key: str, maps: np.ndarray) -> None:
+        self._remember(key, maps)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Write then rename, so a reader never sees half a file.
+            handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".npz.part")
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    np.savez_compressed(stream, id_maps=maps)
+                os.replace(temporary, self._path(key))
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+
+    def _remember(self, key: str, maps: np.ndarray) -> None:
+        self._memory[key] = maps
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_entries:
+            self._memory.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._memory)

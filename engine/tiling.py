@@ -1,0 +1,175 @@
+"""Geometry of the sliding window and of the read tiles. Pure integer/float arithmetic, no IO.
+
+The crop grid is SegEarth-OV's (mmseg "slide" inference) laid over the WHOLE working raster:
+along an axis of length L, n = max(L - crop + stride - 1, 0) // stride + 1 crops; crop i ends at
+min(i·stride + crop, L) and starts at max(end - crop, 0), so the last crop is shifted back inside.
+Overlapping crop logits are averaged.
+
+The raster is processed in read tiles (a partition of the output grid) to bound memory. A tile runs
+every crop that touches the working pixels its output pixels interpolate from, so each averaged logit,
+and therefore each output pixel, is computed from exactly the same crops whatever the tile size.
+
+Resampling uses bilinear sampling at half-pixel centres (``cv2.resize`` INTER_LINEAR and
+``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` conventions): destination
+pixel d of an axis scaled by s = source/destination length samples source coordinate (d + 0.5)·s - 0.5,
+clamped to [0, length - 1].
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def crop_spans(length: int, crop: int, stride: int) -> list[tuple[int, int]]:
+    """The (start, end) of every crop along an axis of ``length`` working pixels, in order."""
+    count = max(length - crop + stride - 1, 0) // stride + 1
+    spans = []
+    for i in range(count):
+        end = min(i * stride + crop, length)
+        spans.append((max(end - crop, 0), end))
+    return spans
+
+
+@dataclass(frozen=True)
+class AxisSampling:
+    """Bilinear sampling along one axis: destination value = (1 - w)·src[i0] + w·src[i1]."""
+
+    i0: np.ndarray  # int64 source indices
+    i1: np.ndarray
+    w: np.ndarray  # float32 weight of i1
+
+    @property
+    def first(self) -> int:
+        return int(self.i0.min())
+
+    @property
+    def last(self) -> int:
+        return int(self.i1.max())
+
+
+def bilinear_axis(start: int, stop: int, scale: float, source_length: int) -> AxisSampling:
+    """Sampling of destination pixels [start, stop) of an axis; ``scale`` = source/destination length."""
+    dest = np.arange(start, stop, dtype=np.float64)
+    coord = np.clip((dest + 0.5) * scale - 0.5, 0.0, source_length - 1)
+    i0 = np.floor(coord).astype(np.int64)
+    i1 = np.minimum(i0 + 1, source_length - 1)
+    return AxisSampling(i0, i1, (coord - i0).astype(np.float32))
+
+
+def output_sampling(start: int, stop: int, out_length: int, working_length: int) -> AxisSampling:
+    """Where output pixels [start, stop) sample the working grid (logits: working → output)."""
+    return bilinear_axis(start, stop, working_length / out_length, working_length)
+
+
+def working_sampling(start: int, stop: int, out_length: int, working_length: int) -> AxisSampling:
+    """Where working pixels [start, stop) sample the source window (image: source → working)."""
+    return bilinear_axis(start, stop, out_length / working_length, out_length)
+
+
+@dataclass(frozen=True)
+class AxisTile:
+    """One tile's extent along one axis.
+
+    ``out``: output pixels [start, stop); ``needed``: working pixels those interpolate from;
+    ``crops``: indices [first, last) into the axis' crop spans touching ``needed``;
+    ``region``: working pixels covered by those crops (the accumulation buffer).
+    """
+
+    out: tuple[int, int]
+    needed: tuple[int, int]
+    crops: tuple[int, int]
+    region: tuple[int, int]
+
+    @property
+    def crop_count(self) -> int:
+        return self.crops[1] - self.crops[0]
+
+
+def plan_axis(
+    out_length: int, working_length: int, tile: int, crop: int, stride: int
+) -> tuple[list[AxisTile], list[tuple[int, int]]]:
+    """Tiles of ``tile`` output pixels along an axis, and the axis' crop spans."""
+    spans = crop_spans(working_length, crop, stride)
+    starts = [s for s, _ in spans]
+    ends = [e for _, e in spans]
+    tiles = []
+    for o0 in range(0, out_length, tile):
+        o1 = min(o0 + tile, out_length)
+        sampling = output_sampling(o0, o1, out_length, working_length)
+        n0, n1 = sampling.first, sampling.last + 1
+        first = bisect.bisect_right(ends, n0)  # first crop whose end > n0
+        last = bisect.bisect_left(starts, n1)  # crops with start < n1
+        region = (min(starts[first:last]), max(ends[first:last]))
+        tiles.append(AxisTile((o0, o1), (n0, n1), (first, last), region))
+    return tiles, spans
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tiles over a 2-D output grid: the product of the row-axis and column-axis tiles."""
+
+    rows: list[AxisTile]
+    cols: list[AxisTile]
+    row_spans: list[tuple[int, int]]
+    col_spans: list[tuple[int, int]]
+
+    @property
+    def tile_count(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    @property
+    def crop_runs(self) -> int:
+        """Crops evaluated in total (crops on tile borders are evaluated by each tile they touch)."""
+        return sum(t.crop_count for t in self.rows) * sum(t.crop_count for t in self.cols)
+
+    @property
+    def unique_crops(self) -> int:
+        return len(self.row_spans) * len(self.col_spans)
+
+    def tiles(self):
+        """(row AxisTile, column AxisTile) pairs in row-major order."""
+        for row in self.rows:
+            for col in self.cols:
+                yield row, col
+
+
+def output_tile_size(tile_working: int, scale: float, max_output_tile: int) -> int:
+    """Output pixels per tile side so that a tile spans about ``tile_working`` working pixels."""
+    return int(min(max(math.floor(tile_working * scale), 16), max_output_tile))
+
+
+def plan_tiles(
+    out_width: int,
+    out_height: int,
+    working_width: int,
+    working_height: int,
+    crop: int,
+    stride: int,
+    tile_working: int,
+    max_output_tile: int,
+) -> TilePlan:
+    tile_x = output_tile_size(tile_working, out_width / working_width, max_output_tile)
+    tile_y = output_tile_size(tile_working, out_height / working_height, max_output_tile)
+    rows, row_spans = plan_axis(out_height, working_height, tile_y, crop, stride)
+    cols, col_spans = plan_axis(out_width, working_width, tile_x, crop, stride)
+    return TilePlan(rows, cols, row_spans, col_spans)
+
+
+def resample_bilinear(array: np.ndarray, rows: AxisSampling, cols: AxisSampling, offset=(0, 0)) -> np.ndarray:
+    """Separable bilinear sampling of ``array`` (..., H, W) at the given rows/columns.
+
+    ``offset`` (row, col) is the global index of ``array[..., 0, 0]``; sampling indices are global.
+    Columns are interpolated first, then rows; the same arithmetic runs for a pixel in any tile.
+    """
+    r0, r1 = rows.i0 - offset[0], rows.i1 - offset[0]
+    c0, c1 = cols.i0 - offset[1], cols.i1 - offset[1]
+    wc = cols.w.astype(array.dtype, copy=False)
+    wr = rows.w.astype(array.dtype, copy=False)[:, None]
+    left, right = array[..., c0], array[..., c1]
+    horizontal = left + (right - left) * wc
+    top, bottom = horizontal[..., r0, :], horizontal[..., r1, :]
+    return top + (bottom - top) * wr

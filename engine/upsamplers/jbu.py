@@ -1,0 +1,86 @@
+"""One learned joint bilateral upsampling step (FeatUp's ``JBULearnedRange``), ×2, in pure PyTorch.
+
+For each high-res pixel a d×d kernel (d = 2·radius + 1) is built from
+- a range term: softmax over taps of exp(range_temp) · <φ(g)[centre], φ(g)[tap]>, φ a learned 1×1-conv
+  projection of the guidance image g (reflect-padded at the borders);
+- a spatial term: exp(-|offset|² / (2 σ²)) with offsets spanning [-1, 1] across the kernel, σ learned;
+their product normalised to sum 1, plus 0.1 × a learned 1×1-conv correction from (kernel, guidance).
+The kernel is applied to the bicubic upsample of the low-res features (reflect-padded), see
+``engine.upsamplers.adaptive_conv``. Parameter names match FeatUp/SimFeatUp checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.upsamplers.adaptive_conv import adaptive_conv_upsampled, reflect_pad
+
+#: FeatUp's constants: weight of the learned kernel correction, floor of the kernel normaliser,
+#: clamp of the range temperature, dropout rate inside the 1×1-conv stacks (inactive at inference).
+KERNEL_FIXUP_WEIGHT = 0.1
+KERNEL_SUM_FLOOR = 1e-7
+RANGE_TEMPERATURE_BOUNDS = (1e-4, 1e4)
+PROJECTION_DROPOUT = 0.1
+
+
+class JointBilateralUpsampler(nn.Module):
+    """source (B, C, h, w) + guidance (B, G, H, W) -> (B, C, H, W); H, W are normally 2h, 2w."""
+
+    def __init__(self, guidance_dim: int = 3, key_dim: int = 32, radius: int = 3):
+        super().__init__()
+        self.radius = radius
+        self.diameter = 2 * radius + 1
+        taps = self.diameter**2
+        self.range_temp = nn.Parameter(torch.tensor(0.0))
+        self.range_proj = nn.Sequential(
+            nn.Conv2d(guidance_dim, key_dim, 1),
+            nn.GELU(),
+            nn.Dropout2d(PROJECTION_DROPOUT),
+            nn.Conv2d(key_dim, key_dim, 1),
+        )
+        self.fixup_proj = nn.Sequential(
+            nn.Conv2d(guidance_dim + taps, taps, 1),
+            nn.GELU(),
+            nn.Dropout2d(PROJECTION_DROPOUT),
+            nn.Conv2d(taps, taps, 1),
+        )
+        self.sigma_spatial = nn.Parameter(torch.tensor(1.0))
+
+    def spatial_kernel(self) -> torch.Tensor:
+        """(d²,) Gaussian of the tap offsets (offsets scaled to [-1, 1]), taps row-major."""
+        offsets = torch.linspace(-1, 1, self.diameter, device=self.sigma_spatial.device)
+        squared = (offsets[:, None] ** 2 + offsets[None, :] ** 2).flatten()
+        return torch.exp(-squared / (2 * self.sigma_spatial**2))
+
+    def range_kernel(self, guidance: torch.Tensor) -> torch.Tensor:
+        """(B, d², H, W) softmax over taps of the scaled similarity of projected guidance to neighbours."""
+        keys = self.range_proj(guidance)
+        height, width = keys.shape[-2:]
+        padded = reflect_pad(keys, self.radius)
+        # One tap at a time: never materialises the (B, key_dim, d², H, W) unfolded tensor.
+        logits = torch.stack(
+            [
+                (padded[:, :, i : i + height, j : j + width] * keys).sum(1)
+                for i in range(self.diameter)
+                for j in range(self.diameter)
+            ],
+            dim=1,
+        )
+        temperature = self.range_temp.exp().clamp(*RANGE_TEMPERATURE_BOUNDS)
+        return F.softmax(temperature * logits, dim=1)
+
+    def bilateral_kernel(self, guidance: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, d, d) per-pixel kernels for guidance (B, G, H, W)."""
+        combined = self.range_kernel(guidance) * self.spatial_kernel().view(1, -1, 1, 1)
+        combined = combined / combined.sum(1, keepdim=True).clamp(KERNEL_SUM_FLOOR)
+        combined = combined + KERNEL_FIXUP_WEIGHT * self.fixup_proj(torch.cat([combined, guidance], dim=1))
+        batch, _, height, width = combined.shape
+        return combined.permute(0, 2, 3, 1).reshape(batch, height, width, self.diameter, self.diameter)
+
+    def forward(self, source: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        if source.shape[0] != guidance.shape[0]:
+            raise ValueError(f"source batch {source.shape[0]} != guidance batch {guidance.shape[0]}")
+        kernel = self.bilateral_kernel(guidance)
+        return adaptive_conv_upsampled(source, kernel.to(source.dtype), self.radius)

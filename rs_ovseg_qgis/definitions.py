@@ -1,0 +1,37 @@
+"""Names and choices shared by the dock, the Processing algorithm and the engine client.
+
+Kept in one place so that a method or device added to the engine is added to the plugin once.
+"""
+
+from __future__ import annotations
+
+PROVIDER_ID = "rs_ovseg"
+SEGMENT_ALGORITHM_ID = "segment"
+
+# (engine name, label shown to the user); the first is the default.
+METHODS: list[tuple[str, str]] = [
+    ("segearth-ov", "SegEarth-OV (fast, CLIP only)"),
+    ("reseg-clip", "ReSeg-CLIP (CLIP + SAM masks, slower)"),
+]
+# "auto" lets the engine pick CUDA, then Apple's MPS, then the CPU.
+DEVICES: list[tuple[str, str]] = [
+    ("auto", "Automatic (GPU if present)"),
+    ("cpu", "CPU"),
+    ("cuda", "CUDA GPU"),
+    ("mps", "Apple GPU (MPS)"),
+]
+
+# QgsSettings keys (user preferences) and project entries (per-project state).
+SETTINGS_GROUP = "rs_ovseg"
+SETTING_PYTHON = f"{SETTINGS_GROUP}/engine_python"
+SETTING_BASE_PYTHON = f"{SETTINGS_GROUP}/base_python"
+PROJECT_SCOPE = "rs_ovseg"
+PROJECT_VOCABULARY = "vocabulary"
+PROJECT_OUTPUT_DIR = "output_dir"
+
+# Environment variable that makes the engine use random weights (tests, machines without weights).
+RANDOM_WEIGHTS_ENV = "RS_OVSEG_RANDOM_WEIGHTS"
+
+# Rendering "what the map shows" beyond this many pixels a side is refused: the temporary GeoTIFF
+# would not fit comfortably in memory (QImage holds 4 bytes per pixel).
+MAX_RENDER_SIDE_PX = 16384

@@ -1,0 +1,163 @@
+"""``python -m engine worker``: JSON lines protocol, model cache, cancellation mid-run, clean stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+gdal.UseExceptions()
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"clip": "RSOVSeg-Tiny-ViT-16", "upsampler": "none", "random_weights": True, "templates": "remote-sensing"}
+
+
+def make_raster(path, size):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 3, gdal.GDT_Byte)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        ds.GetRasterBand(i + 1).WriteArray(rng.integers(0, 256, (size, size), dtype=np.uint8))
+    ds.SetGeoTransform((400000.0, 1.0, 0.0, 5600000.0, 0.0, -1.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    ds.SetProjection(srs.ExportToWkt())
+    ds = None
+    return str(path)
+
+
+class WorkerProcess:
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "RS_OVSEG_RANDOM_WEIGHTS"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "worker"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.raw: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.stderr: list[str] = []
+        threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.raw.append(line)
+            self.lines.put(json.loads(line))  # every stdout line must be JSON
+        self.lines.put(None)
+
+    def send(self, message: dict) -> None:
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def until_final(self, request_id: str, on_event=None, timeout=120) -> tuple[dict, list[dict]]:
+        events = []
+        while True:
+            event = self.lines.get(timeout=timeout)
+            assert event is not None, "worker exited: " + "".join(self.stderr[-20:])
+            assert event["id"] == request_id
+            events.append(event)
+            if on_event:
+                on_event(event)
+            if event["event"] in ("result", "error"):
+                return event, events
+
+
+@pytest.fixture()
+def worker():
+    process = WorkerProcess()
+    yield process
+    if process.process.poll() is None:
+        process.send({"command": "shutdown"})
+        try:
+            process.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.process.kill()
+
+
+def test_protocol_round_trip(worker, tmp_path):
+    src = make_raster(tmp_path / "in.tif", 120)
+    worker.send({"id": "i1", "command": "info"})
+    final, _ = worker.until_final("i1")
+    assert final["event"] == "result"
+    assert final["result"]["engine_version"] and final["result"]["python"]
+    assert "cuda_available" in final["result"]
+
+    worker.send({"id": "e1", "command": "estimate", "args": {"input": src, "gsd": 1.0}})
+    final, _ = worker.until_final("e1")
+    assert final["result"]["working_size"] == [120, 120] and final["result"]["crops"] == 1
+
+    args = {"input": src, "classes": ["building,roof", "road"], "out": str(tmp_path / "o.tif"), **TINY}
+    worker.send({"id": "s1", "command": "segment", "args": args})
+    final, events = worker.until_final("s1")
+    assert final["event"] == "result", final
+    assert final["result"]["out"] == str(tmp_path / "o.tif")
+    assert final["result"]["record"]["queries"] == ["building", "roof", "road"]
+    assert Path(final["result"]["sidecar"]).exists()
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and progress[-1]["fraction"] == 1.0
+    assert {"fraction", "stage", "message"} <= set(progress[0])
+    logs = [e for e in events if e["event"] == "log"]
+    assert any("RANDOM WEIGHTS" in e["message"] and e["level"] == "warning" for e in logs)
+
+    # the same request again: user error (output exists), then the JSON vocabulary form, model cached
+    worker.send({"id": "s2", "command": "segment", "args": args})
+    final, _ = worker.until_final("s2")
+    assert final["event"] == "error" and final["kind"] == "user" and "already exists" in final["message"]
+    vocabulary = [{"name": "field", "synonyms": ["meadow"], "colour": [0, 200, 0]}]
+    args2 = {**args, "classes": [], "vocabulary": vocabulary, "out": str(tmp_path / "o2.tif")}
+    worker.send({"id": "s3", "command": "segment", "args": args2})
+    final, _ = worker.until_final("s3")
+    assert final["event"] == "result" and final["result"]["record"]["queries"] == ["field", "meadow"]
+    assert final["result"]["record"]["timings_s"]["model_load"] < 0.5  # cached
+
+    worker.send({"id": "b1", "command": "segment", "args": {**args, "colour": 3}})
+    final, _ = worker.until_final("b1")
+    assert final["kind"] == "user" and "unknown option" in final["message"]
+    worker.send({"id": "b2", "command": "fly"})
+    assert worker.until_final("b2")[0]["kind"] == "user"
+
+    worker.send({"command": "shutdown"})
+    assert worker.process.wait(timeout=30) == 0
+    assert all(json.loads(line) for line in worker.raw)
+
+
+def test_cancel_mid_run_leaves_nothing(worker, tmp_path):
+    src = make_raster(tmp_path / "in.tif", 400)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = {
+        "input": src,
+        "classes": ["a", "b"],
+        "out": str(out_dir / "o.tif"),
+        "confidence": str(out_dir / "c.tif"),
+        "gsd": 1.0,
+        "batch_size": 1,
+        "tile_size": 64,
+        **TINY,
+    }
+    worker.send({"id": "c1", "command": "segment", "args": args})
+    sent = []
+
+    def cancel_on_inference(event):
+        if event["event"] == "progress" and event["stage"] == "inference" and not sent:
+            worker.send({"command": "cancel", "id": "c1"})
+            sent.append(event["fraction"])
+
+    final, _ = worker.until_final("c1", cancel_on_inference)
+    assert final["event"] == "error" and final["kind"] == "cancelled", final
+    assert sent and sent[0] < 0.5
+    assert list(out_dir.iterdir()) == []
+    # the worker keeps serving after a cancellation
+    worker.send({"id": "i2", "command": "info"})
+    assert worker.until_final("i2")[0]["event"] == "result"

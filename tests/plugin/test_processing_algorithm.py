@@ -1,0 +1,108 @@
+"""``rs_ovseg:segment`` with the real engine worker (tiny random-weight CLIP) on a real OpenEarthMap tile."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from fixtures_engine import KOELN, TINY_ENGINE_OPTIONS_JSON, needs_koeln, random_weight_engine  # noqa: F401
+from osgeo import gdal, ogr
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsPalettedRasterRenderer,
+    QgsProcessingException,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsReferencedRectangle,
+)
+
+from rs_ovseg_qgis.core.capture import transform_extent
+from rs_ovseg_qgis.processing.provider import RsOvsegProvider
+
+CLASSES = "building,roof,house\nroad\ntree,forest\nwater"
+NAMES = ["building", "road", "tree", "water"]
+
+
+@pytest.fixture
+def provider(qgis_processing):
+    registry = QgsApplication.processingRegistry()
+    provider = RsOvsegProvider()  # held here: the registry does not keep the Python object alive
+    registry.addProvider(provider)
+    yield provider
+    registry.removeProvider(provider)
+
+
+def run(parameters: dict) -> dict:
+    import processing
+
+    defaults = {"CLASSES": CLASSES, "RESOLUTION": 4.0, "DEVICE": 1, "ENGINE_OPTIONS": TINY_ENGINE_OPTIONS_JSON}
+    return processing.run("rs_ovseg:segment", {**defaults, **parameters})
+
+
+def test_the_algorithm_is_registered_with_the_issue_parameters(provider):
+    algorithm = QgsApplication.processingRegistry().algorithmById("rs_ovseg:segment")
+    names = [p.name() for p in algorithm.parameterDefinitions()]
+    for expected in ["INPUT", "EXTENT", "CLASSES", "METHOD", "RESOLUTION", "DEVICE", "OUTPUT", "OUTPUT_POLYGONS"]:
+        assert expected in names
+
+
+@needs_koeln
+def test_segment_gives_a_paletted_layer_named_by_the_vocabulary(provider, random_weight_engine, tmp_path):
+    out, polygons = tmp_path / "classes.tif", tmp_path / "classes.gpkg"
+    result = run({"INPUT": str(KOELN), "OUTPUT": str(out), "OUTPUT_POLYGONS": str(polygons)})
+    assert result["OUTPUT"] == str(out) and os.path.exists(result["SIDECAR"])
+    layer = QgsRasterLayer(str(out), "classes", "gdal")  # styled by the .qml written beside it
+    assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+    assert [c.label for c in layer.renderer().classes()] == NAMES
+    dataset = gdal.Open(str(out))
+    # The model works at 4 m per pixel; the classes come back on the input's 0.5 m grid.
+    assert (dataset.RasterXSize, dataset.RasterYSize) == (1000, 1000)
+    values = set(dataset.GetRasterBand(1).ReadAsArray().ravel().tolist())
+    assert values <= {0, 1, 2, 3, 4}
+    source = ogr.Open(str(polygons))  # held: the layer dies with its data source
+    features = list(source.GetLayer(0))
+    assert features and {f.GetField("class_name") for f in features} <= set(NAMES)
+    # Polygon areas add up to the classified pixels' area (0.25 m² each).
+    classified = int((dataset.GetRasterBand(1).ReadAsArray() > 0).sum())
+    assert sum(f.GetField("area_m2") for f in features) == pytest.approx(classified * 0.25)
+
+
+@needs_koeln
+def test_an_extent_in_another_crs_is_clipped_in_the_layer_crs(provider, random_weight_engine, tmp_path):
+    utm = QgsCoordinateReferenceSystem("EPSG:25832")
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    wanted = QgsRectangle(346_100, 5_647_700, 346_300, 5_647_900)  # 200 m x 200 m inside the tile
+    in_degrees = transform_extent(wanted, utm, wgs84)
+    out = tmp_path / "window.tif"
+    run({"INPUT": str(KOELN), "EXTENT": QgsReferencedRectangle(in_degrees, wgs84), "OUTPUT": str(out)})
+    dataset = gdal.Open(str(out))
+    x0, step, _, y1, _, _ = dataset.GetGeoTransform()
+    bounds = (x0, y1 - dataset.RasterYSize * step, x0 + dataset.RasterXSize * step, y1)
+    # The degrees box is a little larger than the UTM square it came from; the output snaps to 0.5 m.
+    expected = transform_extent(in_degrees, wgs84, utm)
+    got_expected = (expected.xMinimum(), expected.yMinimum(), expected.xMaximum(), expected.yMaximum())
+    assert bounds == pytest.approx(got_expected, abs=0.5)
+    assert "25832" in dataset.GetProjection()
+
+
+@needs_koeln
+def test_a_dead_worker_is_restarted_and_the_next_run_works(provider, random_weight_engine, tmp_path):
+    random_weight_engine.request("info")
+    starts = random_weight_engine.starts
+    process = random_weight_engine._process
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(5)
+    run({"INPUT": str(KOELN), "OUTPUT": str(tmp_path / "after.tif"), "RESOLUTION": 8.0})
+    assert (tmp_path / "after.tif").exists()
+    assert random_weight_engine.starts == starts + 1
+    assert "killed by signal 9" in random_weight_engine.last_exit_reason
+
+
+@needs_koeln
+def test_engine_user_errors_reach_processing(provider, random_weight_engine, tmp_path):
+    with pytest.raises(QgsProcessingException, match="unknown option"):
+        run({"INPUT": str(KOELN), "OUTPUT": str(tmp_path / "x.tif"), "ENGINE_OPTIONS": '{"atention": "sclip"}'})
+    with pytest.raises(QgsProcessingException, match="appears twice"):
+        run({"INPUT": str(KOELN), "OUTPUT": str(tmp_path / "x.tif"), "CLASSES": "road\nroad"})
