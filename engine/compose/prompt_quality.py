@@ -43,26 +43,26 @@ def class_prompts(class_synonyms: Sequence[Sequence[str]], templates: Sequence[s
 
 
 @torch.no_grad()
-def text_embeddings(model, tokenizer, prompts: list[list[str]]) -> torch.Tensor:
-    """(C, P, D) float64 L2-normalised text embeddings; every class must have the same number P."""
-    counts = {len(p) for p in prompts}
-    if len(counts) != 1:
-        raise ValueError("every class needs the same number of prompts")
+def text_embeddings(model, tokenizer, prompts: list[list[str]]) -> list[torch.Tensor]:
+    """Per class, (P_c, D) float64 L2-normalised text embeddings of its prompts."""
     flat = [s for per_class in prompts for s in per_class]
-    features = model.encode_text(tokenizer(flat)).double()
-    return F.normalize(features, dim=-1).reshape(len(prompts), counts.pop(), -1)
+    features = F.normalize(model.encode_text(tokenizer(flat)).double(), dim=-1)
+    return list(torch.split(features, [len(p) for p in prompts]))
 
 
-def quality_from_embeddings(embeddings: torch.Tensor) -> PromptQuality:
-    """The module docstring's R, S and q from (C, P, D) L2-normalised embeddings."""
-    n_classes, n_prompts = embeddings.shape[:2]
-    if n_classes < 2 or n_prompts < 2:
+def quality_from_embeddings(embeddings: Sequence[torch.Tensor] | torch.Tensor) -> PromptQuality:
+    """The module docstring's R, S and q from per-class (P_c, D) L2-normalised embeddings (a (C, P, D)
+    tensor works too). R averages over every (class, prompt) pair."""
+    per_class = [e.double() for e in embeddings]
+    n_classes = len(per_class)
+    if n_classes < 2 or min(len(e) for e in per_class) < 2:
         raise UserError(
-            f"scoring models needs at least 2 classes and 2 prompts per class (got {n_classes} and {n_prompts})"
+            f"scoring models needs at least 2 classes and 2 prompts per class (got {n_classes} classes, "
+            f"{min(len(e) for e in per_class) if per_class else 0} prompts for the smallest)"
         )
-    e = embeddings.double()
-    centres = F.normalize(e.mean(dim=1), dim=-1)  # (C, D)
-    consistency = ((1 + (e * centres[:, None]).sum(-1)) / 2).mean()
+    centres = torch.stack([F.normalize(e.mean(dim=0), dim=-1) for e in per_class])  # (C, D)
+    agreement = torch.cat([(e @ centre) for e, centre in zip(per_class, centres)])
+    consistency = ((1 + agreement) / 2).mean()
     cosines = centres @ centres.T
     off_diagonal = ~torch.eye(n_classes, dtype=torch.bool)
     separation = ((1 - cosines[off_diagonal]) / 2).mean().clamp(min=0.0)

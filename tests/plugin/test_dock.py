@@ -1,0 +1,174 @@
+"""The dock's widgets: vocabulary editing saved with the project, size estimate, and runs end to end
+with the real engine worker (tiny random-weight CLIP): success, cancel, and "what the map shows"."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fixtures_engine import KOELN, TINY_ENGINE_OPTIONS_JSON, needs_koeln, random_weight_engine  # noqa: F401
+from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsRectangle
+from qgis.PyQt.QtCore import QCoreApplication
+
+from rs_ovseg_qgis.core.vocabulary import Vocabulary
+from rs_ovseg_qgis.definitions import PROJECT_SCOPE, PROJECT_VOCABULARY
+from rs_ovseg_qgis.processing.provider import RsOvsegProvider
+from rs_ovseg_qgis.ui.dock import SOURCE_MAP, RsOvsegDock
+
+RUN_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def dock(qgis_iface, qgis_new_project, qgis_processing, tmp_path):
+    registry = QgsApplication.processingRegistry()
+    provider = RsOvsegProvider()
+    registry.addProvider(provider)
+    widget = RsOvsegDock(qgis_iface.mainWindow(), qgis_iface)
+    widget.output_widget.setFilePath(str(tmp_path / "out"))
+    yield widget
+    if widget.run is not None and widget.run.is_running():
+        widget.cancel_run()
+        wait_for(lambda: not widget.run.is_running())
+    widget.shutdown()
+    widget.deleteLater()
+    registry.removeProvider(provider)
+
+
+def wait_for(condition, timeout: float = RUN_TIMEOUT_S) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+
+
+def add_koeln() -> QgsRasterLayer:
+    layer = QgsRasterLayer(str(KOELN), "koeln", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def tiny_vocabulary(dock) -> None:
+    dock.vocabulary_editor.set_vocabulary(Vocabulary.from_lines("building,roof\nroad\ntree", "town"))
+    dock.engine_options_edit.setText(TINY_ENGINE_OPTIONS_JSON)
+
+
+def test_the_table_edits_and_the_project_keeps_the_vocabulary(dock, tmp_path):
+    editor = dock.vocabulary_editor
+    editor.set_vocabulary(Vocabulary.from_lines("water\nroad", "mine"))
+    model = editor.model
+    model.setData(model.index(0, 1), "river, lake")
+    model.setData(model.index(1, 2), "#123456")
+    assert not model.setData(model.index(1, 3), "7")  # thresholds are 0..1
+    model.setData(model.index(1, 3), "0.25")
+    editor.paste("tree,forest\n\nbuilding")
+    editor.table.selectRow(3)
+    editor.move(-1)
+    assert editor.vocabulary().class_names() == ["water", "road", "building", "tree"]
+    editor.table.selectRow(0)
+    editor.remove_selected()
+    assert editor.vocabulary().class_names() == ["road", "building", "tree"]
+    assert (
+        editor.vocabulary().classes[0].color == "#123456" and editor.vocabulary().classes[0].threshold == 0.25
+    )
+    # Saved with the project, restored when the project is read again.
+    path = tmp_path / "p.qgz"
+    project = QgsProject.instance()
+    stored, _ = project.readEntry(PROJECT_SCOPE, PROJECT_VOCABULARY, "")
+    assert Vocabulary.from_json(stored).class_names() == ["road", "building", "tree"]
+    assert project.write(str(path))
+    editor.use_selected_preset()  # something else in the table...
+    assert editor.vocabulary().class_names() != ["road", "building", "tree"]
+    project.read(str(path))  # ...and the project's vocabulary comes back
+    assert editor.vocabulary().class_names() == ["road", "building", "tree"]
+    # Export and import round-trip.
+    editor.export_json(str(tmp_path / "v.json"))
+    editor.set_vocabulary(Vocabulary.from_lines("x"))
+    editor.import_json(str(tmp_path / "v.json"))
+    assert editor.vocabulary().to_dict() == Vocabulary.load(tmp_path / "v.json").to_dict()
+
+
+@needs_koeln
+def test_the_size_label_counts_pixels_at_the_resolution(dock):
+    layer = add_koeln()
+    dock.layer_combo.setLayer(layer)
+    assert dock.gsd_spin.value() == pytest.approx(round(0.5 * 1000 / 448, 2))
+    dock.extent_widget.setOutputExtentFromUser(
+        QgsRectangle(346_000, 5_647_600, 346_400, 5_648_000), layer.crs()
+    )
+    dock.gsd_spin.setValue(2.0)
+    assert dock.size_label.text().startswith("200 × 200 px at 2 m/px")
+
+
+@needs_koeln
+def test_run_adds_a_styled_group_above_the_input(dock, random_weight_engine):
+    layer = add_koeln()
+    dock.layer_combo.setLayer(layer)
+    tiny_vocabulary(dock)
+    dock.polygons_check.setChecked(True)
+    dock.extent_widget.setOutputExtentFromUser(
+        QgsRectangle(346_000, 5_647_700, 346_300, 5_648_000), layer.crs()
+    )
+    dock.gsd_spin.setValue(4.0)
+    progress = []
+    dock.progress_bar.valueChanged.connect(progress.append)
+    dock.run_button.click()
+    assert dock.cancel_button.isEnabled() and not dock.run_button.isEnabled()
+    wait_for(lambda: dock.run.status is not None)
+    assert dock.run.status == "ok", dock.status_label.text()
+    assert progress and max(progress) == 100
+    root = QgsProject.instance().layerTreeRoot()
+    assert root.children()[0].name().startswith("town ")  # the group, above the input layer
+    assert root.children()[1].layer() == layer
+    group_layers = [node.layer() for node in root.children()[0].findLayers()]
+    classes = next(lyr for lyr in group_layers if isinstance(lyr, QgsRasterLayer))
+    assert isinstance(classes.renderer(), QgsPalettedRasterRenderer)
+    assert [c.label for c in classes.renderer().classes()] == ["building", "road", "tree"]
+    assert len(group_layers) == 2  # classes and polygons
+    assert classes.width() == 600  # 300 m of the input's 0.5 m grid
+
+
+@needs_koeln
+def test_cancel_leaves_the_project_unchanged(dock, random_weight_engine, tmp_path):
+    layer = add_koeln()
+    dock.layer_combo.setLayer(layer)
+    tiny_vocabulary(dock)
+    dock.gsd_spin.setValue(0.5)  # the whole tile at full resolution: long enough to cancel
+    before = (list(QgsProject.instance().mapLayers()), len(QgsProject.instance().layerTreeRoot().children()))
+    dock.run_button.click()
+    wait_for(lambda: dock.progress_bar.value() > 0 or dock.run.status is not None)
+    dock.cancel_button.click()
+    wait_for(lambda: dock.run.status is not None)
+    assert dock.run.status == "cancelled"
+    after = (list(QgsProject.instance().mapLayers()), len(QgsProject.instance().layerTreeRoot().children()))
+    assert after == before
+    assert not list((tmp_path / "out").glob("*.tif"))
+    assert dock.run_button.isEnabled()
+
+
+@needs_koeln
+def test_what_the_map_shows_is_rendered_and_segmented(dock, random_weight_engine):
+    layer = add_koeln()
+    project = QgsProject.instance()
+    project.setCrs(layer.crs())
+    tiny_vocabulary(dock)
+    dock.source_combo.setCurrentIndex(SOURCE_MAP)
+    dock.extent_widget.setOutputCrs(layer.crs())
+    dock.extent_widget.setOutputExtentFromUser(
+        QgsRectangle(346_000, 5_647_800, 346_200, 5_648_000), layer.crs()
+    )
+    dock.gsd_spin.setValue(2.0)
+    dock.run_button.click()
+    wait_for(lambda: dock.run.status is not None)
+    assert dock.run.status == "ok", dock.status_label.text()
+    group = project.layerTreeRoot().children()[0]
+    classes = group.findLayers()[0].layer()
+    assert (classes.width(), classes.height()) == (100, 100)  # rendered at 2 m per pixel
+    assert classes.extent().toRectF().getCoords() == pytest.approx((346_000, 5_647_800, 346_200, 5_648_000))
+
+
+def test_errors_go_to_the_message_bar(dock):
+    dock.vocabulary_editor.set_vocabulary(Vocabulary())
+    dock.run_button.click()
+    assert "no classes" in dock.last_message[0]
+    assert dock.run is None
