@@ -28,14 +28,13 @@ import argparse
 import json
 import logging
 import os
-import platform
 import queue
 import sys
 import threading
 import traceback
 from typing import TextIO
 
-from engine import __version__
+from engine.diagnostics import engine_report
 from engine.errors import Cancelled, UserError
 
 log = logging.getLogger("engine.worker")
@@ -77,37 +76,6 @@ class EventLogHandler(logging.Handler):
         self.channel.send(
             {"id": self.request_id, "event": "log", "level": record.levelname.lower(), "message": message}
         )
-
-
-def info_report() -> dict:
-    """Interpreter, package versions and compute devices of this engine environment."""
-    from engine.device import device_report
-
-    report = {
-        "engine_version": __version__,
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
-        "platform": platform.platform(),
-    }
-    for name in ("numpy", "open_clip", "segment_anything"):
-        try:
-            module = __import__(name)
-            report[f"{name}_version"] = getattr(module, "__version__", "present")
-        except ImportError:
-            report[f"{name}_version"] = None
-    try:
-        from osgeo import gdal
-
-        report["gdal_version"] = gdal.__version__
-    except ImportError:
-        report["gdal_version"] = None
-    report.update(device_report())
-    if report["gpus"]:
-        import torch
-
-        free, total = torch.cuda.mem_get_info()
-        report["gpu_memory_free_bytes"], report["gpu_memory_total_bytes"] = int(free), int(total)
-    return report
 
 
 class Worker:
@@ -176,7 +144,7 @@ class Worker:
             if not isinstance(args, dict):
                 raise UserError('"args" must be a JSON object')
             if command == "info":
-                result = info_report()
+                result = engine_report()
             elif command == "estimate":
                 result = self.estimate(args)
             elif command == "segment":

@@ -21,7 +21,9 @@ from engine.errors import UserError
 FORMAT = "open_clip"
 
 
-def check_same_architecture(names: Sequence[str], architectures: Sequence[str], states: Sequence[dict]) -> None:
+def check_same_architecture(
+    names: Sequence[str], architectures: Sequence[str], states: Sequence[dict]
+) -> None:
     """UserError unless every model has the same architecture, keys and tensor shapes."""
     if len(states) < 2:
         raise UserError("composition needs at least two models: pass --model two or more times")
@@ -35,7 +37,9 @@ def check_same_architecture(names: Sequence[str], architectures: Sequence[str], 
     for name, state in zip(names[1:], states[1:]):
         if set(state) != set(reference):
             extra = sorted(set(state) ^ set(reference))[:5]
-            raise UserError(f"{name} and {names[0]} have different parameters (e.g. {extra}); cannot average them")
+            raise UserError(
+                f"{name} and {names[0]} have different parameters (e.g. {extra}); cannot average them"
+            )
         for key, tensor in state.items():
             if tensor.shape != reference[key].shape:
                 raise UserError(

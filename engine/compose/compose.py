@@ -22,7 +22,8 @@ from engine.errors import UserError
 COMPOSE_TEMPLATES: tuple[str, ...] = (*REMOTE_SENSING_TEMPLATES, "Aerial photo of a {} in the city")
 
 FORMULA = (
-    "q_m = R_m * S_m; R_m = mean_{c,p} (1 + cos(e[c,p], mu[c]))/2; S_m = mean_{c!=c'} (1 - cos(mu[c], mu[c']))/2; "
+    "q_m = R_m * S_m; R_m = mean_{c,p} (1 + cos(e[c,p], mu[c]))/2; "
+    "S_m = mean_{c!=c'} (1 - cos(mu[c], mu[c']))/2; "
     "mu[c] = normalise(mean_p e[c,p]); w_m = q_m / sum_k q_k; theta = sum_m w_m theta_m"
 )
 
@@ -62,7 +63,9 @@ def compose_models(
         architectures.append(str(info.get("architecture")))
         states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
         if len(states) == 1 or architectures[-1] == architectures[0]:
-            qualities.append(quality_from_embeddings(text_embeddings(model.float().eval(), tokenizer, prompts)))
+            qualities.append(
+                quality_from_embeddings(text_embeddings(model.float().eval(), tokenizer, prompts))
+            )
         sources.append({"name": names[-1], "file": info.get("file"), "sha256": info.get("sha256")})
         del model
     check_same_architecture(names, architectures, states)
@@ -74,7 +77,13 @@ def compose_models(
         "engine": f"rs-ovseg {__version__} compose",
         "composition_formula": FORMULA,
         "composition": [
-            {**source, "weight": w, "consistency": q.consistency, "separation": q.separation, "score": q.score}
+            {
+                **source,
+                "weight": w,
+                "consistency": q.consistency,
+                "separation": q.separation,
+                "score": q.score,
+            }
             for source, w, q in zip(sources, weights, qualities)
         ],
         "classes": [list(c) for c in class_synonyms],

@@ -32,7 +32,6 @@ from engine.methods.reseg.attention_masks import additive_bias, allowed_from_pat
 from engine.methods.reseg.id_maps import OUTSIDE_ID, crop_id_maps, patch_majority_ids
 from engine.methods.reseg.masked_blocks import masked_forward, num_heads, vision_depth
 from engine.methods.reseg.schedule import (
-    BlockAttention,
     default_schedule,
     describe_schedule,
     parse_schedule,
@@ -173,11 +172,14 @@ class ResegClip:
             raise ValueError(f"expected a (3, H, W) uint8 RGB image, got {array.shape} {array.dtype}")
         return np.ascontiguousarray(array.transpose(1, 2, 0))
 
-    def prepare_window(self, window: torch.Tensor | np.ndarray, window_key: object = None) -> None:
+    def prepare_window(
+        self, window: torch.Tensor | np.ndarray, origin: tuple[int, int] | None = None
+    ) -> None:
         """SAM id maps for a read window ((3, H, W) uint8 RGB at working resolution); crops passed to
-        ``crop_logits`` afterwards carry their origin inside this window. ``window_key`` is accepted for
-        the pipeline's convenience; the cache keys on the pixels themselves, so it is not needed."""
-        self._window_ids = self.masks.id_maps(self._hwc(window))
+        ``crop_logits`` afterwards carry their (row, col) inside this window. ``origin``: the window's
+        (row, col) in the working raster; given, SAM windows lie on one global grid, so overlapping read
+        windows agree wherever they hold a whole grid cell (the cache keys on pixels, not positions)."""
+        self._window_ids = self.masks.id_maps(self._hwc(window), origin)
 
     def release_window(self) -> None:
         """Forget the prepared window's id maps (the pipeline may call this when a window is done)."""
@@ -244,7 +246,9 @@ class ResegClip:
         logits = torch.empty(batch, text.shape[0], *images.shape[-2:], device=self.device)
         # One crop at a time: pixel-resolution features of a ViT-L crop are ~150 MB.
         for i in range(batch):
-            dense = F.interpolate(patches[i : i + 1], size=images.shape[-2:], mode="bilinear", align_corners=False)
+            dense = F.interpolate(
+                patches[i : i + 1], size=images.shape[-2:], mode="bilinear", align_corners=False
+            )
             logits[i] = torch.einsum("dhw,qd->qhw", F.normalize(dense[0], dim=0), text)
         out = remove_padding(logits, padding).contiguous()
         self.cost.clip_seconds += time.perf_counter() - started
@@ -268,8 +272,3 @@ class ResegClip:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
-
-
-def schedule_blocks(method: ResegClip) -> list[BlockAttention]:
-    """The resolved per-block schedule (for reports and tests)."""
-    return list(method.schedule)

@@ -21,6 +21,8 @@ from engine.clip.dense import DenseClip, remove_padding
 from engine.clip.templates import resolve_templates
 from engine.clip.text import encode_queries
 from engine.errors import UserError
+from engine.precision import resolve_dtype
+from engine.upsamplers.cosine import upsampled_cosine_logits
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,9 @@ class SegEarthOV:
 
     ``model``: open_clip CLIP (ViT); ``tokenizer``: its tokenizer; ``upsampler``: a module mapping
     (B, D, gh, gw) features and (B, 3, H, W) guidance to (B, D, gh·s, gw·s) (SimFeatUp: s = 16), or None
-    for bilinear logits. ``dtype``: the backbone's dtype (float16/bfloat16 for speed on GPUs); the model and
-    upsampler are moved to ``device`` in place (the upsampler always runs in float32).
+    for bilinear logits. ``dtype``: the backbone's dtype, a torch dtype or a name ("float32", "bfloat16",
+    "float16", or "auto": ``engine.precision.choose_dtype``, bfloat16 where the device has fast bf16 matrix
+    units); the model and upsampler are moved to ``device`` in place (the upsampler always runs in float32).
     """
 
     name = "segearth-ov"
@@ -78,14 +81,14 @@ class SegEarthOV:
         upsampler: nn.Module | None = None,
         *,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
         model_info: dict | None = None,
         upsampler_info: dict | None = None,
     ):
         self.settings = settings or SegEarthOVSettings()
         self.device = torch.device(device)
-        self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.templates = resolve_templates(self.settings.templates)
         self.dense = DenseClip(self.model.visual, self.settings.attention)
@@ -115,7 +118,7 @@ class SegEarthOV:
             raise UserError("the vocabulary is empty: give at least one class name")
         self.queries = list(queries)
         self.query_features = encode_queries(
-            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=self.dtype
+            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=torch.float32
         )
 
     def normalise(self, crops: torch.Tensor) -> torch.Tensor:
@@ -135,11 +138,9 @@ class SegEarthOV:
         cls_logits = F.normalize(features.cls.float(), dim=-1) @ text.float().T
         padded_size = features.padded.shape[-2:]
         if self.upsampler is not None:
-            dense = self.upsampler(features.patches.float(), features.padded.float())
-            if dense.shape[-2:] != padded_size:  # e.g. a /14 backbone under a ×16 upsampler
-                dense = F.interpolate(dense.float(), size=padded_size, mode="bilinear", align_corners=False)
-            dense = F.normalize(dense.float(), dim=1)
-            logits = torch.einsum("bdhw,qd->bqhw", dense, text.float())
+            logits = upsampled_cosine_logits(
+                self.upsampler, features.patches.float(), features.padded.float(), text.float(), padded_size
+            )
         else:
             patches = F.normalize(features.patches.float(), dim=1)
             logits = torch.einsum("bdhw,qd->bqhw", patches, text.float())

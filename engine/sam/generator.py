@@ -40,7 +40,9 @@ class EmptySafeMaskGenerator(SamAutomaticMaskGenerator):
         return data
 
 
-def generator_for(sam_model, params: SamParameterSet, window_px: int, predictor=None) -> EmptySafeMaskGenerator:
+def generator_for(
+    sam_model, params: SamParameterSet, window_px: int, predictor=None
+) -> EmptySafeMaskGenerator:
     """A generator for a window whose longer side is ``window_px``, point grid scaled to keep the
     reference density; ``predictor`` (if given) replaces the generator's own, to share embeddings."""
     generator = EmptySafeMaskGenerator(
@@ -77,7 +79,9 @@ class WindowMaskGenerator:
         maps = np.zeros((len(set_indices), height, width), dtype=np.int32)
         try:
             for row, index in enumerate(set_indices):
-                generator = generator_for(self.sam_model, self.parameter_sets[index], max(height, width), self.predictor)
+                generator = generator_for(
+                    self.sam_model, self.parameter_sets[index], max(height, width), self.predictor
+                )
                 records = generator.generate(window)
                 maps[row] = paint_id_map([r["segmentation"] for r in records], (height, width))
         finally:

@@ -42,12 +42,15 @@ class SamParameterSet:
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0) or math.isnan(value):
                 problems.append(f"{field} must be between 0 and 1 (got {value})")
         if self.min_mask_region_area < 0:
-            problems.append(f"min_mask_region_area must be 0 or more pixels (got {self.min_mask_region_area})")
+            problems.append(
+                f"min_mask_region_area must be 0 or more pixels (got {self.min_mask_region_area})"
+            )
         if not 0 <= self.crop_n_layers <= 3:
             problems.append(f"crop_n_layers must be 0..3 (got {self.crop_n_layers})")
         if self.crop_n_points_downscale_factor < 1:
             problems.append(
-                f"crop_n_points_downscale_factor must be at least 1 (got {self.crop_n_points_downscale_factor})"
+                "crop_n_points_downscale_factor must be at least 1 "
+                f"(got {self.crop_n_points_downscale_factor})"
             )
         elif self.points_per_side < self.crop_n_points_downscale_factor**self.crop_n_layers:
             # segment-anything would give the deepest crop layer an empty point grid.
@@ -82,7 +85,9 @@ def parameter_set_from_dict(data: dict, default_name: str) -> SamParameterSet:
     known = set(SamParameterSet.__dataclass_fields__)
     unknown = set(data) - known
     if unknown:
-        raise UserError(f"SAM parameter set {default_name!r}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        raise UserError(
+            f"SAM parameter set {default_name!r}: unknown keys {sorted(unknown)}; known: {sorted(known)}"
+        )
     try:
         return SamParameterSet(**{"name": default_name, **data})
     except TypeError as error:

@@ -10,6 +10,7 @@ at SAM-window borders, as the reference cuts it at every 224-px tile border, but
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -29,7 +30,18 @@ def even_splits(length: int, max_piece: int) -> list[tuple[int, int]]:
     """Split [0, length) into the fewest near-equal pieces of at most ``max_piece``: [(start, stop)]."""
     pieces = max(1, math.ceil(length / max_piece))
     bounds = [round(i * length / pieces) for i in range(pieces + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
+
+
+def grid_splits(start: int, length: int, piece: int) -> list[tuple[int, int]]:
+    """Split [0, length) at the multiples of ``piece`` of the global coordinate ``start + x``: the SAM
+    windows of every read window then fall on one global grid, so a grid cell read whole by two
+    overlapping windows gets identical pixels, identical (cached) masks and identical logits."""
+    cuts = [0]
+    first = (start // piece + 1) * piece - start
+    cuts.extend(range(first, length, piece))
+    cuts.append(length)
+    return list(itertools.pairwise(cuts))
 
 
 class SamWindowMasks:
@@ -72,15 +84,23 @@ class SamWindowMasks:
         self.cache.put(key, maps)
         return maps
 
-    def id_maps(self, window: np.ndarray) -> np.ndarray:
-        """window: (H, W, 3) uint8 RGB of any size → (K, H, W) int32, ids unique across SAM windows."""
+    def id_maps(self, window: np.ndarray, origin: tuple[int, int] | None = None) -> np.ndarray:
+        """window: (H, W, 3) uint8 RGB of any size → (K, H, W) int32, ids unique across SAM windows.
+
+        ``origin``: the window's (row, col) in a global pixel frame (e.g. the working raster); given,
+        SAM windows are cut on the global ``sam_window_px`` grid (grid_splits), else split evenly."""
         started = time.perf_counter()
         height, width = window.shape[:2]
         out = np.zeros((len(self.set_indices), height, width), dtype=np.int32)
         offsets = np.zeros(len(self.set_indices), dtype=np.int64)
         cached_seconds = self.cost.sam_seconds
-        for r0, r1 in even_splits(height, self.sam_window_px):
-            for c0, c1 in even_splits(width, self.sam_window_px):
+        if origin is None:
+            rows, cols = even_splits(height, self.sam_window_px), even_splits(width, self.sam_window_px)
+        else:
+            rows = grid_splits(int(origin[0]), height, self.sam_window_px)
+            cols = grid_splits(int(origin[1]), width, self.sam_window_px)
+        for r0, r1 in rows:
+            for c0, c1 in cols:
                 maps = self.sam_window_id_maps(np.ascontiguousarray(window[r0:r1, c0:c1]))
                 covered = maps > 0
                 shifted = maps.astype(np.int64) + offsets[:, None, None]

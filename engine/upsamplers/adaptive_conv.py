@@ -16,6 +16,8 @@ and nothing of size C × d² × H × W is ever built. Same result to float round
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -66,11 +68,13 @@ def reflect_pad(images: torch.Tensor, radius: int) -> torch.Tensor:
     return images[..., rows[:, None], cols[None, :]]
 
 
+@functools.lru_cache(maxsize=64)
 def _tap_windows(in_size: int, out_size: int, radius: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per output position the taps' low-res weights restricted to its tile's window.
 
     Returns R (n_tiles·tile, d, L) float64 with R[y, i, a] = weight of low-res index start[y // tile] + a
     in padded high-res position y + i, and start (n_tiles,) long. Rows past out_size are zero.
+    Cached: the same few sizes recur for every crop (callers must not modify the result).
     """
     diameter = 2 * radius + 1
     padded = bicubic_matrix(in_size, out_size)[reflect_indices(out_size, radius)]  # (out + 2r, in)

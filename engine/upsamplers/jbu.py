@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.upsamplers.adaptive_conv import adaptive_conv_upsampled, reflect_pad
+from engine.upsamplers.adaptive_conv import adaptive_conv_upsampled
+from engine.upsamplers.neighbour_similarity import neighbour_dot_products
 
 #: FeatUp's constants: weight of the learned kernel correction, floor of the kernel normaliser,
 #: clamp of the range temperature, dropout rate inside the 1×1-conv stacks (inactive at inference).
@@ -23,6 +24,19 @@ KERNEL_FIXUP_WEIGHT = 0.1
 KERNEL_SUM_FLOOR = 1e-7
 RANGE_TEMPERATURE_BOUNDS = (1e-4, 1e4)
 PROJECTION_DROPOUT = 0.1
+
+
+def _pointwise(stack: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
+    """Apply a (1×1 conv, GELU, Dropout2d, 1×1 conv) stack to channels-last (B, H, W, C) features.
+
+    At inference the convs are matrix products on the last axis (no layout changes); in training mode
+    the modules run as defined, so that Dropout2d drops whole channels as in the reference.
+    """
+    if stack.training:
+        return stack(features.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    first, last = stack[0], stack[3]
+    hidden = F.gelu(F.linear(features, first.weight[:, :, 0, 0], first.bias))
+    return F.linear(hidden, last.weight[:, :, 0, 0], last.bias)
 
 
 class JointBilateralUpsampler(nn.Module):
@@ -54,30 +68,26 @@ class JointBilateralUpsampler(nn.Module):
         squared = (offsets[:, None] ** 2 + offsets[None, :] ** 2).flatten()
         return torch.exp(-squared / (2 * self.sigma_spatial**2))
 
+    def _range_kernel_last(self, guidance: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, d²) channels-last range kernel (see ``range_kernel``)."""
+        keys = _pointwise(self.range_proj, guidance.permute(0, 2, 3, 1))
+        logits = neighbour_dot_products(keys.contiguous(), self.radius)
+        temperature = self.range_temp.exp().clamp(*RANGE_TEMPERATURE_BOUNDS)
+        return F.softmax(temperature * logits, dim=-1)
+
     def range_kernel(self, guidance: torch.Tensor) -> torch.Tensor:
         """(B, d², H, W) softmax over taps of the scaled similarity of projected guidance to neighbours."""
-        keys = self.range_proj(guidance)
-        height, width = keys.shape[-2:]
-        padded = reflect_pad(keys, self.radius)
-        # One tap at a time: never materialises the (B, key_dim, d², H, W) unfolded tensor.
-        logits = torch.stack(
-            [
-                (padded[:, :, i : i + height, j : j + width] * keys).sum(1)
-                for i in range(self.diameter)
-                for j in range(self.diameter)
-            ],
-            dim=1,
-        )
-        temperature = self.range_temp.exp().clamp(*RANGE_TEMPERATURE_BOUNDS)
-        return F.softmax(temperature * logits, dim=1)
+        return self._range_kernel_last(guidance).permute(0, 3, 1, 2)
 
     def bilateral_kernel(self, guidance: torch.Tensor) -> torch.Tensor:
         """(B, H, W, d, d) per-pixel kernels for guidance (B, G, H, W)."""
-        combined = self.range_kernel(guidance) * self.spatial_kernel().view(1, -1, 1, 1)
-        combined = combined / combined.sum(1, keepdim=True).clamp(KERNEL_SUM_FLOOR)
-        combined = combined + KERNEL_FIXUP_WEIGHT * self.fixup_proj(torch.cat([combined, guidance], dim=1))
-        batch, _, height, width = combined.shape
-        return combined.permute(0, 2, 3, 1).reshape(batch, height, width, self.diameter, self.diameter)
+        # Channels-last throughout: taps are the last axis, the 1×1 convs are plain matrix products.
+        combined = self._range_kernel_last(guidance) * self.spatial_kernel()
+        combined = combined / combined.sum(-1, keepdim=True).clamp(KERNEL_SUM_FLOOR)
+        fixup_input = torch.cat([combined, guidance.permute(0, 2, 3, 1).to(combined.dtype)], dim=-1)
+        combined = combined + KERNEL_FIXUP_WEIGHT * _pointwise(self.fixup_proj, fixup_input)
+        batch, height, width, _ = combined.shape
+        return combined.view(batch, height, width, self.diameter, self.diameter)
 
     def forward(self, source: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         if source.shape[0] != guidance.shape[0]:

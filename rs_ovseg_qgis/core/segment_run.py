@@ -30,6 +30,11 @@ class _Feedback(QgsProcessingFeedback):
         super().__init__()
         self.errors: list[str] = []
         self.lines: list[str] = []
+        self.text = ""  # the latest progress text (set from the task's thread, read with the progress)
+
+    def setProgressText(self, text):  # noqa: N802 (QGIS API)
+        self.text = text
+        super().setProgressText(text)
 
     def reportError(self, error, fatalError=False):  # noqa: N802, N803 (QGIS API)
         self.errors.append(error)
@@ -65,7 +70,6 @@ class SegmentRun(QObject):
         self.task: QgsProcessingAlgRunnerTask | None = None
         self.group = None
         self.status: str | None = None
-        self._text = ""
 
     def start(self) -> None:
         algorithm = QgsApplication.processingRegistry().algorithmById("rs_ovseg:segment")
@@ -78,16 +82,12 @@ class SegmentRun(QObject):
         if not ok:
             self._finish("failed", message)
             return
-        self.feedback.progressChanged.connect(lambda value: self.progress.emit(value, self._text))
-        self.feedback.progressTextChanged.connect(self._remember_text)
+        self.feedback.progressChanged.connect(lambda value: self.progress.emit(value, self.feedback.text))
         # The task runs the algorithm's prepareAlgorithm here (main thread), then the rest in a thread.
         self.task = QgsProcessingAlgRunnerTask(algorithm, self.plan.parameters, self.context, self.feedback)
         self.task.setDescription(f"RS OVSeg: {self.plan.vocabulary.name}")
         self.task.executed.connect(self._executed)
         QgsApplication.taskManager().addTask(self.task)
-
-    def _remember_text(self, text: str) -> None:
-        self._text = text
 
     def cancel(self) -> None:
         self.feedback.cancel()

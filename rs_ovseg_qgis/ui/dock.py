@@ -78,6 +78,7 @@ class RsOvsegDock(QDockWidget):
 
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fits ~300 px
         body = QWidget(scroll)
         layout = QVBoxLayout(body)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -86,6 +87,7 @@ class RsOvsegDock(QDockWidget):
         vocabulary_box = QgsCollapsibleGroupBox("Vocabulary", body)
         vocabulary_layout = QVBoxLayout(vocabulary_box)
         self.vocabulary_editor = VocabularyEditor(vocabulary_box)
+        self.vocabulary_editor.preset_combo.setCurrentText(DEFAULT_VOCABULARY_PRESET)
         self.vocabulary_editor.error.connect(lambda message: self.show_message(message, Qgis.Warning))
         vocabulary_layout.addWidget(self.vocabulary_editor)
         layout.addWidget(vocabulary_box, 1)
@@ -106,7 +108,8 @@ class RsOvsegDock(QDockWidget):
         form.addRow("Layer", self.layer_combo)
         self.extent_widget = QgsExtentWidget(where_box, QgsExtentWidget.CondensedStyle)
         form.addRow("Extent", self.extent_widget)
-        self.selection_button = QPushButton("Use selected features' extent", where_box)
+        self.selection_button = QPushButton("Selected features", where_box)
+        self.selection_button.setToolTip("Extent of the selected features of the active vector layer")
         self.selection_button.clicked.connect(self.use_selection_extent)
         form.addRow("", self.selection_button)
         self.gsd_spin = QgsDoubleSpinBox(where_box)
@@ -135,6 +138,10 @@ class RsOvsegDock(QDockWidget):
         for name, label in DEVICES:
             self.device_combo.addItem(label, name)
         form.addRow("Device", self.device_combo)
+        for combo in (self.source_combo, self.method_combo, self.device_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
+        self.layer_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         layout.addWidget(where_box)
 
         # --- advanced

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
@@ -15,6 +15,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
+    QMenu,
     QPushButton,
     QTableView,
     QToolButton,
@@ -42,6 +43,10 @@ class VocabularyEditor(QWidget):
         self.preset_combo = QComboBox(self)
         self.preset_combo.setToolTip("Class sets of common benchmarks and a few task presets")
         self.preset_combo.addItems(list(preset_files()))
+        self.preset_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.preset_combo.setMinimumContentsLength(8)
         self.load_preset_button = QPushButton("Use preset", self)
         self.load_preset_button.clicked.connect(self.use_selected_preset)
         presets.addWidget(self.preset_combo, 1)
@@ -55,9 +60,12 @@ class VocabularyEditor(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(SYNONYMS, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(COLOUR, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(THRESHOLD, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setColumnWidth(NAME, 100)
+        header.setSectionResizeMode(COLOUR, QHeaderView.ResizeMode.Fixed)
+        self.table.setColumnWidth(COLOUR, 52)
+        header.setSectionResizeMode(THRESHOLD, QHeaderView.ResizeMode.Fixed)
+        self.table.setColumnWidth(THRESHOLD, 44)
+        self.table.setColumnWidth(NAME, 96)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.doubleClicked.connect(self._double_clicked)
         layout.addWidget(self.table, 1)
@@ -67,20 +75,29 @@ class VocabularyEditor(QWidget):
         self.remove_button = self._tool("−", "Remove the selected classes", self.remove_selected)
         self.up_button = self._tool("▲", "Move the class up (lower raster value)", lambda: self.move(-1))
         self.down_button = self._tool("▼", "Move the class down", lambda: self.move(1))
-        paste_tip = "Add classes from the clipboard: one per line, commas for synonyms"
-        self.paste_button = self._tool("Paste", paste_tip, self.paste)
-        self.import_button = self._tool("Import…", "Load a vocabulary JSON file", self.import_json)
-        self.export_button = self._tool("Export…", "Save the vocabulary as JSON", self.export_json)
+        # Paste / import / export share one menu button so the row fits a ~300 px wide dock.
+        self.more_button = QToolButton(self)
+        self.more_button.setText("List ▾")
+        self.more_button.setAutoRaise(True)
+        self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.more_button)
+        self.paste_action = menu.addAction("Paste classes (one per line, commas for synonyms)")
+        self.paste_action.triggered.connect(lambda: self.paste())
+        self.import_action = menu.addAction("Import vocabulary (JSON or SegEarth-OV .txt)…")
+        self.import_action.triggered.connect(lambda: self.import_json())
+        self.export_action = menu.addAction("Export vocabulary as JSON…")
+        self.export_action.triggered.connect(lambda: self.export_json())
+        self.more_button.setMenu(menu)
         for button in (self.add_button, self.remove_button, self.up_button, self.down_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        for button in (self.paste_button, self.import_button, self.export_button):
-            buttons.addWidget(button)
+        buttons.addWidget(self.more_button)
         layout.addLayout(buttons)
 
     def _tool(self, text: str, tip: str, slot) -> QToolButton:
         button = QToolButton(self)
         button.setText(text)
+        button.setAutoRaise(True)
         button.setToolTip(tip)
         button.clicked.connect(slot)
         return button
@@ -138,7 +155,8 @@ class VocabularyEditor(QWidget):
             self.table.selectRow(self.model.move_row(rows[0], delta))
 
     def paste(self, text: str | None = None) -> None:
-        text = text if isinstance(text, str) else QApplication.clipboard().text()
+        """Append classes from ``text`` (default: the clipboard)."""
+        text = text if text is not None else QApplication.clipboard().text()
         if not self.model.append_lines(text):
             self.error.emit("the clipboard holds no class names (one per line, commas for synonyms)")
 

@@ -7,7 +7,7 @@ from qgis.PyQt.QtGui import QColor
 
 from ..core.vocabulary import Vocabulary, VocabularyClass
 
-COLUMNS = ["Class", "Synonyms", "Colour", "Threshold"]
+COLUMNS = ["Class", "Synonyms", "Colour", "Min"]  # Min: the class's score threshold
 NAME, SYNONYMS, COLOUR, THRESHOLD = range(4)
 
 
@@ -57,8 +57,8 @@ class VocabularyTableModel(QAbstractTableModel):
                 return item.name
             if column == SYNONYMS:
                 return ", ".join(item.synonyms)
-            if column == COLOUR:
-                return item.color
+            if column == COLOUR:  # the swatch shows it; the hex text only while editing (narrow dock)
+                return item.color if role == Qt.ItemDataRole.EditRole else ""
             if column == THRESHOLD:
                 return "" if item.threshold is None else f"{item.threshold:g}"
         if role == Qt.ItemDataRole.DecorationRole and column == COLOUR:

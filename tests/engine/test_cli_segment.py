@@ -14,7 +14,15 @@ from engine.cli import main
 gdal.UseExceptions()
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 OEM = SHARED / "oem_koeln_50.tif"
-TINY = ["--clip", "RSOVSeg-Tiny-ViT-16", "--upsampler", "none", "--random-weights", "--templates", "remote-sensing"]
+TINY = [
+    "--clip",
+    "RSOVSeg-Tiny-ViT-16",
+    "--upsampler",
+    "none",
+    "--random-weights",
+    "--templates",
+    "remote-sensing",
+]
 CLASSES = ["--class", "building,roof,house", "--class", "road", "--class", "water"]
 
 
@@ -65,7 +73,12 @@ def test_end_to_end_tiny_random_model(tmp_path, raster, capsys):
     # an existing output is refused, then replaced with --overwrite
     assert segment(raster, *CLASSES, "--out", out, *TINY) != 0
     assert "already exists" in capsys.readouterr().err
-    assert segment(raster, *CLASSES, "--out", out, *TINY, "--overwrite", "--bbox", "400010,5599950,400050,5599990") == 0
+    assert (
+        segment(
+            raster, *CLASSES, "--out", out, *TINY, "--overwrite", "--bbox", "400010,5599950,400050,5599990"
+        )
+        == 0
+    )
     assert gdal.Open(str(out)).RasterXSize == 40
 
 
@@ -98,7 +111,10 @@ BAD_INPUTS = {
     "empty vocabulary": (lambda r, t: [r], "vocabulary is empty"),
     "duplicate class": (lambda r, t: [r, "--class", "road", "--class", "Road"], "duplicate class"),
     "bbox outside": (lambda r, t: [r, *CLASSES, "--bbox", "0,0,10,10"], "does not overlap"),
-    "unknown crs": (lambda r, t: [r, *CLASSES, "--bbox", "0,0,1,1", "--bbox-crs", "EPSG:999999"], "unknown CRS"),
+    "unknown crs": (
+        lambda r, t: [r, *CLASSES, "--bbox", "0,0,1,1", "--bbox-crs", "EPSG:999999"],
+        "unknown CRS",
+    ),
     "gsd too fine": (lambda r, t: [r, *CLASSES, "--gsd", "0.1"], "outside the allowed range"),
     "gsd too coarse": (lambda r, t: [r, *CLASSES, "--gsd", "65"], "outside the allowed range"),
     "unknown method": (lambda r, t: [r, *CLASSES, "--method", "nope"], "unknown method"),
@@ -146,7 +162,12 @@ def test_existing_sidecar_is_not_overwritten(tmp_path, raster, capsys):
 def test_real_tile_window(tmp_path):
     out = tmp_path / "oem.tif"
     bbox = "346100,5647800,346200,5647900"  # 100 m x 100 m = 200 x 200 px of the 0.5 m tile
-    assert segment(OEM, *CLASSES, "--class", "tree", "--out", out, *TINY, "--bbox", bbox, "--bbox-crs", "EPSG:25832") == 0
+    assert (
+        segment(
+            OEM, *CLASSES, "--class", "tree", "--out", out, *TINY, "--bbox", bbox, "--bbox-crs", "EPSG:25832"
+        )
+        == 0
+    )
     ds = gdal.Open(str(out))
     assert (ds.RasterXSize, ds.RasterYSize) == (200, 200)
     assert ds.GetGeoTransform() == (346100.0, 0.5, 0.0, 5647900.0, 0.0, -0.5)

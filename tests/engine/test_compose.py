@@ -66,7 +66,9 @@ def test_weights_sum_to_one_and_all_zero_scores_are_refused():
 
 def test_averaging_is_exact():
     torch.manual_seed(1)
-    states = [{"a": torch.randn(3, 2), "b": torch.randn(4).half(), "n": torch.tensor([1, 2])} for _ in range(3)]
+    states = [
+        {"a": torch.randn(3, 2), "b": torch.randn(4).half(), "n": torch.tensor([1, 2])} for _ in range(3)
+    ]
     for state in states[1:]:
         state["n"] = states[0]["n"].clone()
     weights = [0.5, 0.3, 0.2]
@@ -107,18 +109,23 @@ def test_collapsed_model_gets_the_lowest_weight_and_the_file_is_the_weighted_ave
     assert torch.equal(stored, expected)
 
     # Deterministic: the same inputs give the same weights.
-    again = compose_models(list(models), CLASSES, tmp_path / "again.safetensors", templates=TEMPLATES,
-                           loader=fake_loader(models))
+    again = compose_models(
+        list(models), CLASSES, tmp_path / "again.safetensors", templates=TEMPLATES, loader=fake_loader(models)
+    )
     assert again.weights == result.weights
 
 
 def test_refuses_one_model_and_mixed_architectures(tmp_path):
-    models = {"a": (create_clip(TINY_VIT_16, seed=1), TINY_VIT_16), "b": (create_clip(TINY_VIT_14, seed=1), TINY_VIT_14)}
+    models = {
+        "a": (create_clip(TINY_VIT_16, seed=1), TINY_VIT_16),
+        "b": (create_clip(TINY_VIT_14, seed=1), TINY_VIT_14),
+    }
     with pytest.raises(UserError, match="at least two models"):
         compose_models(["a"], CLASSES, tmp_path / "x.safetensors", loader=fake_loader(models))
     with pytest.raises(UserError, match="different architectures"):
-        compose_models(["a", "b"], CLASSES, tmp_path / "x.safetensors", templates=TEMPLATES,
-                       loader=fake_loader(models))
+        compose_models(
+            ["a", "b"], CLASSES, tmp_path / "x.safetensors", templates=TEMPLATES, loader=fake_loader(models)
+        )
     state = {"w": torch.zeros(2)}
     with pytest.raises(UserError, match="differ in the shape of w"):
         check_same_architecture(["a", "b"], ["X", "X"], [state, {"w": torch.zeros(3)}])
@@ -132,8 +139,19 @@ def test_cli_composes_checkpoint_files_and_the_result_loads_as_clip(tmp_path, ca
         save_file(state, str(path))
         files.append(str(path))
     out = tmp_path / "composed.safetensors"
-    argv = ["compose", "--model", files[0], "--model", files[1], "--classes", "building,roof", "road", "tree",
-            "--out", str(out)]
+    argv = [
+        "compose",
+        "--model",
+        files[0],
+        "--model",
+        files[1],
+        "--classes",
+        "building,roof",
+        "road",
+        "tree",
+        "--out",
+        str(out),
+    ]
     assert cli_main(argv) == 0
     printed = capsys.readouterr().out
     assert "weight" in printed and files[0] in printed

@@ -119,7 +119,9 @@ def slow_segment(image, work_h, work_w, method, query_to_class, thresholds, scal
     probs = np.exp(logits - logits.max(0))
     probs /= probs.sum(0)
     n_classes = max(query_to_class) + 1
-    class_probs = np.stack([probs[[k for k, c in enumerate(query_to_class) if c == ci]].max(0) for ci in range(n_classes)])
+    class_probs = np.stack(
+        [probs[[k for k, c in enumerate(query_to_class) if c == ci]].max(0) for ci in range(n_classes)]
+    )
     winner = class_probs.argmax(0)
     confidence = class_probs.max(0)
     labels = np.where(confidence < np.asarray(thresholds)[winner], 0, winner + 1)
@@ -154,7 +156,9 @@ def test_matches_slow_reference_and_is_independent_of_tile_size(tmp_path):
     src = write_raster(tmp_path / "in.tif", image)
     gsd = 0.5 * 1.7  # working grid 88 x 76: several crops each way, non-integer scale
     small, _ = run(tmp_path, src, "small", PipelineSettings(tile_working=20, batch_size=2, score_rows=7), gsd)
-    large, _ = run(tmp_path, src, "large", PipelineSettings(tile_working=4000, batch_size=64), gsd, confidence=None)
+    large, _ = run(
+        tmp_path, src, "large", PipelineSettings(tile_working=4000, batch_size=64), gsd, confidence=None
+    )
     assert small.record["windows"]["tiles"] > 9 and large.record["windows"]["tiles"] == 1
     labels_small, labels_large = read(small.out), read(large.out)
     assert np.array_equal(labels_small, labels_large), "labels depend on the read-tile size (seams)"
@@ -179,8 +183,8 @@ def test_confidence_matches_reference_and_tiles(tmp_path):
     src = write_raster(tmp_path / "in.tif", image)
     conf_a = tmp_path / "a_conf.tif"
     conf_b = tmp_path / "b_conf.tif"
-    a, _ = run(tmp_path, src, "a", PipelineSettings(tile_working=17, batch_size=1), 0.5, confidence=str(conf_a))
-    b, _ = run(tmp_path, src, "b", PipelineSettings(tile_working=999), 0.5, confidence=str(conf_b))
+    run(tmp_path, src, "a", PipelineSettings(tile_working=17, batch_size=1), 0.5, confidence=str(conf_a))
+    run(tmp_path, src, "b", PipelineSettings(tile_working=999), 0.5, confidence=str(conf_b))
     # Logits are bit-identical across tile sizes; torch's vectorised softmax may differ by one float32
     # ulp depending on the strip's shape (SIMD tail handling).
     np.testing.assert_allclose(read(conf_a), read(conf_b), rtol=0, atol=3e-7)
@@ -292,7 +296,9 @@ def test_cancellation_and_errors_leave_nothing(tmp_path):
                 raise RuntimeError("boom")
             return super().crop_logits(crops)
 
-    prepared = prepare(SegmentRequest(input=src, out=str(tmp_path / "o.tif"), gsd=0.5), CROP, STRIDE, settings)
+    prepared = prepare(
+        SegmentRequest(input=src, out=str(tmp_path / "o.tif"), gsd=0.5), CROP, STRIDE, settings
+    )
     with pytest.raises(RuntimeError, match="boom"):
         segment(prepared, VOCAB, Broken(), settings=settings)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
@@ -302,7 +308,9 @@ def test_progress_is_monotonic_and_completes(tmp_path):
     src = write_raster(tmp_path / "in.tif", random_image(50, 50))
     events = []
     settings = PipelineSettings(tile_working=16, batch_size=2)
-    prepared = prepare(SegmentRequest(input=src, out=str(tmp_path / "o.tif"), gsd=0.5), CROP, STRIDE, settings)
+    prepared = prepare(
+        SegmentRequest(input=src, out=str(tmp_path / "o.tif"), gsd=0.5), CROP, STRIDE, settings
+    )
     segment(prepared, VOCAB, ContextMethod(), settings=settings, progress=events.append)
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and events[-1].stage == "done"

@@ -46,7 +46,10 @@ def window():
 def make(sam, arch=TINY_VIT_14, **settings):
     settings.setdefault("parameter_sets", SETS)
     return ResegClip(
-        create_clip(arch, seed=0), tokenizer_for(arch), sam, ResegClipSettings(**settings),
+        create_clip(arch, seed=0),
+        tokenizer_for(arch),
+        sam,
+        ResegClipSettings(**settings),
         mask_cache=WindowMaskCache(),
     )
 
@@ -108,3 +111,19 @@ def test_bad_settings_are_user_errors():
         ResegClipSettings(crop_stride=0)
     with pytest.raises(UserError, match="at least one crop"):
         ResegClipSettings(sam_window_px=100)
+
+
+def test_registry_factory_builds_a_random_weights_method():
+    from engine.methods.registry import MethodOptions, ModelCache
+    from engine.methods.reseg.factory import create_reseg_clip
+
+    options = MethodOptions(
+        clip=TINY_VIT_16, random_weights=True, extra={"schedule": "sam2,self", "sam_window": 448}
+    )
+    method = create_reseg_clip(options, ModelCache())
+    assert method.describe()["schedule"] == "full,sam2,self"
+    assert method.settings.sam_window_px == 448 and method.sam_sets == [1]
+    with pytest.raises(UserError, match="unknown ReSeg-CLIP options"):
+        create_reseg_clip(
+            MethodOptions(clip=TINY_VIT_16, random_weights=True, extra={"colour": 1}), ModelCache()
+        )

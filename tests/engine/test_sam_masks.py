@@ -3,6 +3,7 @@ windows larger than SAM's, and parameter validation. Tiny random SAM; small wind
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ from engine.sam.generator import WindowMaskGenerator
 from engine.sam.mask_cache import WindowMaskCache
 from engine.sam.parameter_sets import REFERENCE_PARAMETER_SETS, SamParameterSet, parameter_set_from_dict
 from engine.sam.stats import SegmentationCost
-from engine.sam.window_masks import SamWindowMasks, even_splits
+from engine.sam.window_masks import SamWindowMasks, even_splits, grid_splits
 
 # Thresholds of 0 keep whatever a random SAM predicts, so masks exist to compare.
 PERMISSIVE = (
@@ -38,19 +39,33 @@ def tiny_sam_small_input(image_size: int = 256, prompt_dim: int = 32, seed: int 
     torch.manual_seed(seed)
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            depth=spec.encoder_depth, embed_dim=spec.encoder_embed_dim, img_size=image_size, mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.encoder_num_heads, patch_size=16,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=spec.encoder_global_attn_indexes,
-            window_size=14, out_chans=prompt_dim,
+            depth=spec.encoder_depth,
+            embed_dim=spec.encoder_embed_dim,
+            img_size=image_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=spec.encoder_num_heads,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=spec.encoder_global_attn_indexes,
+            window_size=14,
+            out_chans=prompt_dim,
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim, image_embedding_size=(image_size // 16, image_size // 16),
-            input_image_size=(image_size, image_size), mask_in_chans=16,
+            embed_dim=prompt_dim,
+            image_embedding_size=(image_size // 16, image_size // 16),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=4 * prompt_dim, num_heads=2),
-            transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=prompt_dim,
+            transformer=TwoWayTransformer(
+                depth=2, embedding_dim=prompt_dim, mlp_dim=4 * prompt_dim, num_heads=2
+            ),
+            transformer_dim=prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=prompt_dim,
         ),
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
@@ -85,25 +100,71 @@ def window():
 
 def test_reference_parameter_sets_are_the_papers():
     values = [
-        (p.points_per_side, p.pred_iou_thresh, p.stability_score_thresh, p.min_mask_region_area, p.crop_n_layers)
+        (
+            p.points_per_side,
+            p.pred_iou_thresh,
+            p.stability_score_thresh,
+            p.min_mask_region_area,
+            p.crop_n_layers,
+        )
         for p in REFERENCE_PARAMETER_SETS
     ]
-    assert values == [(4, 0.5, 0.5, 500, 1), (2, 0.6, 0.6, 500, 1), (2, 0.5, 0.5, 1000, 1), (2, 0.5, 0.5, 2000, 1)]
+    assert values == [
+        (4, 0.5, 0.5, 500, 1),
+        (2, 0.6, 0.6, 500, 1),
+        (2, 0.5, 0.5, 1000, 1),
+        (2, 0.5, 0.5, 2000, 1),
+    ]
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"points_per_side": 0, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5, "min_mask_region_area": 1},
-         "points_per_side"),
-        ({"points_per_side": 4, "pred_iou_thresh": 1.5, "stability_score_thresh": 0.5, "min_mask_region_area": 1},
-         "pred_iou_thresh"),
-        ({"points_per_side": 4, "pred_iou_thresh": 0.5, "stability_score_thresh": float("nan"),
-          "min_mask_region_area": 1}, "stability_score_thresh"),
-        ({"points_per_side": 4, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5, "min_mask_region_area": -1},
-         "min_mask_region_area"),
-        ({"points_per_side": 1, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5, "min_mask_region_area": 1},
-         "no points in crop layer"),
+        (
+            {
+                "points_per_side": 0,
+                "pred_iou_thresh": 0.5,
+                "stability_score_thresh": 0.5,
+                "min_mask_region_area": 1,
+            },
+            "points_per_side",
+        ),
+        (
+            {
+                "points_per_side": 4,
+                "pred_iou_thresh": 1.5,
+                "stability_score_thresh": 0.5,
+                "min_mask_region_area": 1,
+            },
+            "pred_iou_thresh",
+        ),
+        (
+            {
+                "points_per_side": 4,
+                "pred_iou_thresh": 0.5,
+                "stability_score_thresh": float("nan"),
+                "min_mask_region_area": 1,
+            },
+            "stability_score_thresh",
+        ),
+        (
+            {
+                "points_per_side": 4,
+                "pred_iou_thresh": 0.5,
+                "stability_score_thresh": 0.5,
+                "min_mask_region_area": -1,
+            },
+            "min_mask_region_area",
+        ),
+        (
+            {
+                "points_per_side": 1,
+                "pred_iou_thresh": 0.5,
+                "stability_score_thresh": 0.5,
+                "min_mask_region_area": 1,
+            },
+            "no points in crop layer",
+        ),
         ({"points_per_side": 4, "colour": "red"}, "unknown keys"),
     ],
 )
@@ -152,7 +213,9 @@ def test_no_surviving_mask_gives_id_zero_everywhere(sam):
 
 def test_cache_hit_costs_no_encoder_pass_and_survives_on_disk(sam, window, tmp_path):
     cost = SegmentationCost()
-    masks = SamWindowMasks(sam, PERMISSIVE, [0, 1], cache=WindowMaskCache(tmp_path), cost=cost, model_identity="t")
+    masks = SamWindowMasks(
+        sam, PERMISSIVE, [0, 1], cache=WindowMaskCache(tmp_path), cost=cost, model_identity="t"
+    )
     first = masks.id_maps(window)
     passes = cost.sam_encoder_passes
     assert passes == 5 and cost.sam_windows_computed == 1
@@ -161,13 +224,15 @@ def test_cache_hit_costs_no_encoder_pass_and_survives_on_disk(sam, window, tmp_p
     np.testing.assert_array_equal(first, again)
     # A new process (new cache object, same folder) finds the masks on disk.
     fresh_cost = SegmentationCost()
-    fresh = SamWindowMasks(sam, PERMISSIVE, [0, 1], cache=WindowMaskCache(tmp_path), cost=fresh_cost,
-                           model_identity="t")
+    fresh = SamWindowMasks(
+        sam, PERMISSIVE, [0, 1], cache=WindowMaskCache(tmp_path), cost=fresh_cost, model_identity="t"
+    )
     np.testing.assert_array_equal(fresh.id_maps(window), first)
     assert fresh_cost.sam_encoder_passes == 0
     # Other SAM settings are another cache entry.
-    other = SamWindowMasks(sam, PERMISSIVE, [1], cache=WindowMaskCache(tmp_path), cost=fresh_cost,
-                           model_identity="t")
+    other = SamWindowMasks(
+        sam, PERMISSIVE, [1], cache=WindowMaskCache(tmp_path), cost=fresh_cost, model_identity="t"
+    )
     other.id_maps(window)
     assert fresh_cost.sam_encoder_passes == 5
 
@@ -176,7 +241,7 @@ def test_even_splits_cover_without_gaps():
     for length, piece in [(1000, 896), (896, 896), (100, 896), (2000, 300)]:
         splits = even_splits(length, piece)
         assert splits[0][0] == 0 and splits[-1][1] == length
-        assert all(a[1] == b[0] for a, b in zip(splits, splits[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(splits))
         assert all(0 < stop - start <= piece for start, stop in splits)
         assert len(splits) == math.ceil(length / piece)
 
@@ -197,3 +262,10 @@ def test_large_windows_are_split_and_ids_stay_unique_across_sam_windows(monkeypa
     assert calls == [(75, 83), (75, 84), (75, 83)] * 2
     # 6 SAM windows × 2 segments each, all distinct.
     assert sorted(np.unique(maps)) == list(range(1, 13))
+
+
+def test_grid_splits_follow_the_global_grid():
+    assert grid_splits(0, 250, 100) == [(0, 100), (100, 200), (200, 250)]
+    assert grid_splits(130, 250, 100) == [(0, 70), (70, 170), (170, 250)]
+    assert grid_splits(200, 100, 100) == [(0, 100)]
+    assert grid_splits(210, 50, 100) == [(0, 50)]

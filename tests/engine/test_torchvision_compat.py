@@ -10,7 +10,8 @@ from engine.compat import torchvision_ops
 
 
 def brute_force_nms(boxes, scores, threshold):
-    """The definition, written out: visit boxes by descending score, keep one unless a kept box overlaps it."""
+    """The definition, written out: by descending score, keep a box unless a kept box overlaps it."""
+
     def iou(a, b):
         ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
         iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

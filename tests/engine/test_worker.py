@@ -16,7 +16,12 @@ from osgeo import gdal, osr
 
 gdal.UseExceptions()
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"clip": "RSOVSeg-Tiny-ViT-16", "upsampler": "none", "random_weights": True, "templates": "remote-sensing"}
+TINY = {
+    "clip": "RSOVSeg-Tiny-ViT-16",
+    "upsampler": "none",
+    "random_weights": True,
+    "templates": "remote-sensing",
+}
 
 
 def make_raster(path, size):

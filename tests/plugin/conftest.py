@@ -45,7 +45,9 @@ class RecordingIface:
 
     def live_docks(self, object_name: str) -> list:
         QApplication.sendPostedEvents(None, 0)  # let deleteLater() run
-        return [d for d in self._iface.mainWindow().findChildren(QDockWidget) if d.objectName() == object_name]
+        return [
+            d for d in self._iface.mainWindow().findChildren(QDockWidget) if d.objectName() == object_name
+        ]
 
 
 @pytest.fixture

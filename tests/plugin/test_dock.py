@@ -101,7 +101,10 @@ def test_the_size_label_counts_pixels_at_the_resolution(dock):
 
 
 @needs_koeln
-def test_run_adds_a_styled_group_above_the_input(dock, random_weight_engine):
+def test_run_adds_a_styled_group_above_the_input(
+    dock,
+    random_weight_engine,  # noqa: F811
+):
     layer = add_koeln()
     dock.layer_combo.setLayer(layer)
     tiny_vocabulary(dock)
@@ -129,7 +132,11 @@ def test_run_adds_a_styled_group_above_the_input(dock, random_weight_engine):
 
 
 @needs_koeln
-def test_cancel_leaves_the_project_unchanged(dock, random_weight_engine, tmp_path):
+def test_cancel_leaves_the_project_unchanged(
+    dock,
+    random_weight_engine,  # noqa: F811
+    tmp_path,
+):
     layer = add_koeln()
     dock.layer_combo.setLayer(layer)
     tiny_vocabulary(dock)
@@ -147,7 +154,10 @@ def test_cancel_leaves_the_project_unchanged(dock, random_weight_engine, tmp_pat
 
 
 @needs_koeln
-def test_what_the_map_shows_is_rendered_and_segmented(dock, random_weight_engine):
+def test_what_the_map_shows_is_rendered_and_segmented(
+    dock,
+    random_weight_engine,  # noqa: F811
+):
     layer = add_koeln()
     project = QgsProject.instance()
     project.setCrs(layer.crs())

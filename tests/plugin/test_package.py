@@ -10,8 +10,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_METADATA = [
-    "name", "description", "about", "version", "qgisMinimumVersion", "qgisMaximumVersion",
-    "author", "email", "tracker", "repository", "tags", "category", "hasProcessingProvider", "supportsQt6",
+    "name",
+    "description",
+    "about",
+    "version",
+    "qgisMinimumVersion",
+    "qgisMaximumVersion",
+    "author",
+    "email",
+    "tracker",
+    "repository",
+    "tags",
+    "category",
+    "hasProcessingProvider",
+    "supportsQt6",
 ]
 
 
@@ -73,5 +85,7 @@ def test_class_factory_is_importable_from_the_unpacked_zip(package, tmp_path):
         "from rs_ovseg_qgis.core.paths import engine_source_dir; "
         "print(callable(rs_ovseg_qgis.classFactory), engine_source_dir())"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["True", str(tmp_path / "rs_ovseg_qgis" / "engine")]

@@ -23,8 +23,11 @@ def vision_depth(visual) -> int:
 
 
 def _check_supported(visual) -> None:
-    missing = [name for name in ("conv1", "class_embedding", "positional_embedding", "ln_pre", "ln_post")
-               if not hasattr(visual, name)]
+    missing = [
+        name
+        for name in ("conv1", "class_embedding", "positional_embedding", "ln_pre", "ln_post")
+        if not hasattr(visual, name)
+    ]
     if missing or getattr(visual, "attn_pool", None) is not None:
         raise ValueError(
             "ReSeg-CLIP needs a plain open_clip ViT vision tower (conv patch embedding, class token, "

@@ -49,7 +49,7 @@ class BlockAttention:
 
 
 def _round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def default_schedule(depth: int, n_sam_sets: int = REFERENCE_SAM_BLOCKS) -> list[BlockAttention]:
@@ -93,7 +93,8 @@ def parse_schedule(text: str, depth: int, n_sam_sets: int) -> list[BlockAttentio
             k = int(match.group(3))
             if not 1 <= k <= n_sam_sets:
                 raise UserError(
-                    f"schedule entry {token!r} names SAM parameter set {k}, but only sets 1..{n_sam_sets} exist"
+                    f"schedule entry {token!r} names SAM parameter set {k}, "
+                    f"but only sets 1..{n_sam_sets} exist"
                 )
             block = BlockAttention("sam", k - 1)
         else:
