@@ -52,7 +52,9 @@ VIT_B_16 = VitSpec()
 
 def _block_flops(tokens: int, width: int, mlp_width: int) -> int:
     """A standard pre-norm block: qkv, scores, mixing, out-projection, two MLP layers."""
-    linear = 2 * tokens * width * (3 * width) + 2 * tokens * width * width + 2 * 2 * tokens * width * mlp_width
+    linear = (
+        2 * tokens * width * (3 * width) + 2 * tokens * width * width + 2 * 2 * tokens * width * mlp_width
+    )
     attention = 2 * (2 * tokens * tokens * width)  # q·kᵀ and weights·v, summed over heads
     return linear + attention
 

@@ -121,8 +121,10 @@ def adaptive_conv_upsampled(
     # Zero kernels for the filler pixels of partial edge tiles; their outputs are cut off at the end.
     kernel = F.pad(kernel.to(dtype), (0, 0, 0, 0, 0, tiles_w * tile - out_w, 0, tiles_h * tile - out_h))
     col_index = (col_starts[:, None] + torch.arange(length_w)).to(device)  # (tiles_w, Lw)
-    # Channels-last so that gathered windows and written tiles are runs of contiguous C-vectors.
-    source_last = source.permute(0, 2, 3, 1)
+    batch_offsets = (torch.arange(batch, device=device) * (in_h * in_w)).view(batch, 1)
+    # Channels-last so that gathered windows and written tiles are runs of contiguous C-vectors (free when
+    # the source is the channels-last output of a previous step).
+    source_last = source.permute(0, 2, 3, 1).contiguous()
     tile_row_bytes = batch * tiles_w * (tile * tile + channels) * length_h * length_w * source.element_size()
     tile_rows_per_chunk = max(1, chunk_bytes // max(1, tile_row_bytes))
     output = source.new_empty(batch, tiles_h * tile, tiles_w * tile, channels)
@@ -136,8 +138,12 @@ def adaptive_conv_upsampled(
         mixing = mixing.reshape(batch, n_rows, tile, tiles_w, tile, length_h * length_w)
         mixing = mixing.permute(0, 1, 3, 2, 4, 5).reshape(batch, n_rows, tiles_w, tile * tile, -1)
         row_index = (row_starts[first:last, None] + torch.arange(length_h)).to(device)  # (n_rows, Lh)
-        windows = source_last[:, row_index[:, None, :, None], col_index[None, :, None, :]]  # (B,n,tw,Lh,Lw,C)
-        windows = windows.reshape(batch, n_rows, tiles_w, length_h * length_w, channels)
+        # Pixel numbers of every window position -> one index_select of whole C-vectors (the fast path;
+        # a 4-D advanced-index gather computes an offset per element and is several times slower).
+        pixels = row_index.view(n_rows, 1, length_h, 1) * in_w + col_index.view(1, tiles_w, 1, length_w)
+        pixels = (batch_offsets + pixels.flatten()).flatten()
+        windows = source_last.view(-1, channels).index_select(0, pixels)
+        windows = windows.view(batch, n_rows, tiles_w, length_h * length_w, channels)
         tiles = torch.matmul(mixing, windows)  # (B, n_rows, tiles_w, T², C)
         tiles = tiles.view(batch, n_rows, tiles_w, tile, tile, channels).transpose(2, 3)
         output[:, pixel_rows] = tiles.reshape(batch, n_rows * tile, tiles_w * tile, channels)

@@ -194,5 +194,6 @@ def capture_rendered(
         raise CaptureError("the extent is empty: choose an extent first")
     settings = render_settings(layers, extent, crs, gsd_m, project)
     render_to_geotiff(settings, path)
-    # The rendered pixels already have the wanted size: the engine reads them at native resolution.
-    return CaptureResult(str(path), None, None, None, rendered=True, bands=[1, 2, 3])
+    # The rendered pixels already have the wanted size: the engine must keep them one to one. The GSD is
+    # passed explicitly because without one the engine would apply its default reduction again.
+    return CaptureResult(str(path), None, None, gsd_m, rendered=True, bands=[1, 2, 3])

@@ -51,13 +51,31 @@ def set_engine_python(path: str | Path | None) -> None:
 
 
 def base_python() -> str | None:
-    """A Python 3 that can create the managed environment (``python -m venv``).
+    """A Python 3 that can create the managed environment (``python -m venv``) and sees GDAL.
 
-    QGIS's ``sys.executable`` is often the QGIS binary itself, so it is only used when it is a Python.
+    The user's choice first; else the interpreter QGIS itself runs, because that one has ``osgeo.gdal``
+    (see core/engine_setup.py). QGIS's ``sys.executable`` is often the QGIS binary, so the interpreter
+    is also looked for in ``sys.exec_prefix`` (OSGeo4W: ``python.exe`` there; macOS bundle and Linux:
+    ``bin/python3.X``). ``python3`` on PATH is the last resort: it may lack GDAL.
     """
     chosen = str(QgsSettings().value(SETTING_BASE_PYTHON, "", type=str) or "").strip()
     if chosen:
         return chosen
-    if Path(sys.executable).name.lower().startswith("python"):
-        return sys.executable
+    for candidate in qgis_python_candidates():
+        if candidate.is_file():
+            return str(candidate)
     return shutil.which("python3") or shutil.which("python")
+
+
+def qgis_python_candidates() -> list[Path]:
+    """Where the interpreter running QGIS may be, most specific first."""
+    candidates = []
+    if Path(sys.executable).name.lower().startswith("python"):
+        candidates.append(Path(sys.executable))
+    prefix = Path(sys.exec_prefix)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if os.name == "nt":
+        candidates.append(prefix / "python.exe")
+    else:
+        candidates += [prefix / "bin" / f"python{version}", prefix / "bin" / "python3"]
+    return candidates

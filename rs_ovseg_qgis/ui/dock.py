@@ -29,7 +29,7 @@ from qgis.gui import (
     QgsFileWidget,
     QgsMapLayerComboBox,
 )
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,9 +47,19 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import engine_service
-from ..core.capture import CaptureError, capture_rendered, metres_to_map_units, native_gsd_m, pixel_size
+from ..core.capture import (
+    CaptureError,
+    capture_file_layer,
+    capture_rendered,
+    file_source_path,
+    metres_to_map_units,
+    native_gsd_m,
+    pixel_size,
+    transform_extent,
+)
 from ..core.diagnostics import EngineDiagnosticsTask
 from ..core.engine_setup import EngineSetupTask
+from ..core.estimate import EstimateTask, estimate_args, format_estimate, rendered_grid_stand_in
 from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
 from ..core.segment_run import RunPlan, SegmentRun
 from ..core.settings import base_python, engine_python, managed_venv_dir, set_engine_python, venv_python
@@ -63,6 +73,9 @@ SOURCE_LAYER, SOURCE_MAP = 0, 1
 # the layer's pixel size times this factor (the reference behaviour).
 REFERENCE_GSD_FACTOR = 1000 / 448
 DEFAULT_VOCABULARY_PRESET = "OpenEarthMap"
+# The engine's estimate waits until the extent, resolution or input stop changing this long (ms):
+# dragging a spin box must not send a request per step.
+ESTIMATE_DELAY_MS = 400
 
 
 class RsOvsegDock(QDockWidget):
@@ -75,6 +88,15 @@ class RsOvsegDock(QDockWidget):
         self.run: SegmentRun | None = None
         self._tasks: list = []  # tasks in flight, kept alive for their signals
         self._render_dir = tempfile.TemporaryDirectory(prefix="rs_ovseg_")
+        self._closed = False
+        self._size_text = ""  # the panel's own pixel count; the engine's estimate is added below it
+        self._estimable = False  # an extent and a resolution that give a pixel size
+        self._estimate_generation = 0  # answers to older requests are dropped
+        self.last_estimate: dict | None = None
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._estimate_timer.timeout.connect(self.start_estimate)
 
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -227,6 +249,7 @@ class RsOvsegDock(QDockWidget):
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.extent_widget.extentChanged.connect(lambda _extent: self.update_size_label())
         self.gsd_spin.valueChanged.connect(lambda _value: self.update_size_label())
+        self.engine_options_edit.editingFinished.connect(self.schedule_estimate)
         self._layer_changed(self.layer_combo.currentLayer())
 
     # --- project state -----------------------------------------------------------------------------
@@ -241,7 +264,12 @@ class RsOvsegDock(QDockWidget):
         self.load_project_state()
 
     def shutdown(self) -> None:
-        """Before the dock goes (plugin unload): stop a run, let go of the project's signals."""
+        """Before the dock goes (plugin unload): stop a run and estimates, let go of the project's signals."""
+        self._closed = True
+        self._estimate_timer.stop()
+        for task in self._tasks:
+            if isinstance(task, EstimateTask):
+                task.cancel()
         if self.run is not None and self.run.is_running():
             self.run.cancel()
         project = QgsProject.instance()
@@ -322,21 +350,93 @@ class RsOvsegDock(QDockWidget):
         return QgsReferencedRectangle(extent, self.extent_widget.outputCrs())
 
     def update_size_label(self) -> None:
+        """The extent's size in pixels at the resolution now; the engine's estimate follows shortly."""
+        self._estimate_generation += 1  # whatever is in flight describes an older choice
+        self._estimable = False
         extent = self.current_extent()
         if extent is None:
-            self.size_label.setText("choose an extent")
+            self._set_size_text("choose an extent")
             return
         crs = extent.crs()
         step = metres_to_map_units(self.gsd_spin.value(), crs, extent.center().y())
         try:
             width, height = pixel_size(QgsRectangle(extent), step)
         except CaptureError as error:
-            self.size_label.setText(str(error))
+            self._set_size_text(str(error))
             return
         megapixels = width * height / 1e6
-        self.size_label.setText(
-            f"{width:,} × {height:,} px at {self.gsd_spin.value():g} m/px ({megapixels:.2f} Mpx)"
+        self._set_size_text(
+            f"{width:,} × {height:,} px at {self.gsd_spin.value():g} m/px ({megapixels:.2f} Mpx)",
+            "engine: estimating…",
         )
+        self._estimable = True
+        self.schedule_estimate()
+
+    def _set_size_text(self, text: str, engine_line: str = "") -> None:
+        self._size_text = text
+        self.size_label.setText(f"{text}\n{engine_line}" if engine_line else text)
+
+    # --- the engine's estimate -------------------------------------------------------------------
+    def schedule_estimate(self) -> None:
+        """(Re)start the debounce timer: the estimate is asked once the choices stop changing."""
+        if not self._closed:
+            self._estimate_timer.start()
+
+    def estimate_capture(self, path: Path):
+        """What a run would hand the engine (CaptureResult), without rendering anything."""
+        extent = self.current_extent()
+        if extent is None:
+            raise CaptureError("choose an extent")
+        gsd = self.gsd_spin.value()
+        layer = self.layer_combo.currentLayer()
+        if self.source_combo.currentIndex() == SOURCE_LAYER:
+            if not isinstance(layer, QgsRasterLayer):
+                raise CaptureError("choose a raster layer")
+            if file_source_path(layer) is not None:
+                return capture_file_layer(layer, QgsRectangle(extent), extent.crs(), gsd)
+            # Rendered first by the algorithm: over the extent in the layer's CRS.
+            area = transform_extent(QgsRectangle(extent), extent.crs(), layer.crs()).intersect(layer.extent())
+            return rendered_grid_stand_in(area, layer.crs(), gsd, path)
+        return rendered_grid_stand_in(QgsRectangle(extent), extent.crs(), gsd, path)
+
+    def start_estimate(self) -> None:
+        """Ask the engine (in a background task) for the run's pixels and windows."""
+        if self._closed or not self._estimable:
+            return
+        generation = self._estimate_generation
+        if not engine_python().exists():
+            self._set_size_text(self._size_text, "engine: not set up yet (Engine ▸ Set up engine)")
+            return
+        stand_in = Path(self._render_dir.name) / f"estimate_{generation}.vrt"
+        try:
+            capture = self.estimate_capture(stand_in)
+            options = json.loads(self.engine_options_edit.text().strip() or "{}")
+        except (CaptureError, ValueError) as error:
+            self._set_size_text(self._size_text, f"engine: no estimate ({error})")
+            return
+        args = estimate_args(capture, options if isinstance(options, dict) else {})
+        task = EstimateTask(engine_service.shared_client(), args)
+
+        def done() -> None:
+            if self._closed:
+                return
+            self._tasks.remove(task)
+            with contextlib.suppress(OSError):
+                stand_in.unlink(missing_ok=True)
+            if generation != self._estimate_generation:
+                return  # the choices changed meanwhile; a newer estimate is on its way
+            if task.result is not None:
+                self.last_estimate = task.result
+                self._set_size_text(self._size_text, format_estimate(task.result))
+            else:
+                self.last_estimate = None
+                self._set_size_text(self._size_text, f"engine: no estimate ({task.error})")
+                engine_service.log("warning", f"estimate failed: {task.error}")
+
+        task.taskCompleted.connect(done)
+        task.taskTerminated.connect(done)
+        self._tasks.append(task)
+        QgsApplication.taskManager().addTask(task)
 
     def use_selection_extent(self) -> None:
         layer = self.iface.activeLayer() if self.iface is not None else None

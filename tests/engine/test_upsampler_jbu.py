@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from engine.errors import UserError
 from engine.upsamplers.adaptive_conv import adaptive_conv_upsampled, reflect_indices, reflect_pad
 from engine.upsamplers.jbu import JointBilateralUpsampler
+from engine.upsamplers.neighbour_similarity import neighbour_dot_products
 from engine.upsamplers.stacks import build_upsampler, upsampler_from_state_dict, upsampler_kind
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -203,3 +204,54 @@ def test_real_featup_jbu_stack_checkpoint():
     assert torch.isfinite(output).all()
     bilinear = F.interpolate(source, (48, 32), mode="bilinear", align_corners=False)
     assert (output - bilinear).abs().mean() > 1e-2
+
+
+def _slow_neighbour_dot_products(keys, radius):
+    """One tap at a time over the reflect-padded key map: logits[..., i·d + j] = <k[y, x], k̃[y + i, x + j]>."""
+    channels_first = keys.permute(0, 3, 1, 2)
+    padded = reflect_pad(channels_first, radius)
+    height, width = keys.shape[1:3]
+    diameter = 2 * radius + 1
+    taps = [
+        (padded[:, :, i : i + height, j : j + width] * channels_first).sum(1)
+        for i in range(diameter)
+        for j in range(diameter)
+    ]
+    return torch.stack(taps, dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("size", "radius", "tile", "chunk_bytes"),
+    [
+        ((16, 16), 5, 8, 64 * 2**20),
+        ((13, 22), 3, 8, 1),  # partial tiles, one tile row per chunk
+        ((5, 7), 5, 4, 64 * 2**20),  # radius larger than the image: periodic reflection
+        ((9, 4), 2, 3, 5000),
+        ((1, 1), 1, 8, 64 * 2**20),
+    ],
+)
+def test_tiled_neighbour_dot_products_equal_tap_loop(size, radius, tile, chunk_bytes):
+    generator = torch.Generator().manual_seed(size[0] * 31 + radius)
+    keys = torch.randn(2, *size, 5, generator=generator, dtype=torch.float64)
+    fast = neighbour_dot_products(keys, radius, tile=tile, chunk_bytes=chunk_bytes)
+    assert fast.shape == (2, *size, (2 * radius + 1) ** 2)
+    torch.testing.assert_close(fast, _slow_neighbour_dot_products(keys, radius), atol=1e-12, rtol=1e-12)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("kind", ["jbu_one", "jbu_stack"])
+def test_low_res_channel_map_equals_residual_conv_at_full_resolution(kind):
+    """forward applies A = I + 0.1·W before the (linear) steps; the reference applies it after them."""
+    torch.manual_seed(5)
+    upsampler = build_upsampler(kind, 6).double()
+    with torch.no_grad():
+        upsampler.fixup_proj[1].bias.normal_()
+    generator = torch.Generator().manual_seed(6)
+    source = torch.randn(2, 6, 3, 4, generator=generator, dtype=torch.float64)
+    image = torch.randn(2, 3, 48, 64, generator=generator, dtype=torch.float64)
+    high = upsampler.spatial(source, image)
+    expected = high + 0.1 * upsampler.fixup_proj[1](high)
+    torch.testing.assert_close(upsampler(source, image), expected, atol=1e-12, rtol=1e-12)
+    training = upsampler.train()
+    torch.manual_seed(0)
+    assert training(source, image).shape == expected.shape  # dropout path keeps the reference order

@@ -182,3 +182,77 @@ def test_errors_go_to_the_message_bar(dock):
     dock.run_button.click()
     assert "no classes" in dock.last_message[0]
     assert dock.run is None
+
+
+def estimate_tasks_added() -> list[str]:
+    """Descriptions of the tasks the task manager receives from now on."""
+    added: list[str] = []
+    manager = QgsApplication.taskManager()
+    manager.taskAdded.connect(lambda task_id: added.append(manager.task(task_id).description()))
+    return added
+
+
+def sliding_windows(size: int, crop: int = 224, stride: int = 112) -> int:
+    """Windows of a sliding window along one axis, the last one flush with the end (obvious form)."""
+    starts, position = [], 0
+    while True:
+        starts.append(min(position, max(size - crop, 0)))
+        if position + crop >= size:
+            return len(set(starts))
+        position += stride
+
+
+@needs_koeln
+def test_the_engine_estimate_of_pixels_and_windows_is_shown_before_a_run(
+    dock,
+    random_weight_engine,  # noqa: F811
+):
+    layer = add_koeln()
+    dock.layer_combo.setLayer(layer)
+    dock.engine_options_edit.setText(TINY_ENGINE_OPTIONS_JSON)
+    added = estimate_tasks_added()
+    dock.extent_widget.setOutputExtentFromUser(
+        QgsRectangle(346_000, 5_647_600, 346_400, 5_648_000), layer.crs()
+    )
+    for gsd in (3.0, 2.0, 1.0):  # quick changes: one request, for the last choice (debounced)
+        dock.gsd_spin.setValue(gsd)
+    assert dock.size_label.text().endswith("engine: estimating…")
+    wait_for(lambda: dock.last_estimate is not None, 60)
+    assert added.count("RS OVSeg: estimate") == 1
+    estimate = dock.last_estimate
+    assert estimate["output_size"] == [800, 800]  # 400 m of the layer's 0.5 m grid
+    assert estimate["working_size"] == [400, 400]  # 400 m at 1 m per pixel
+    windows = sliding_windows(400) ** 2
+    assert estimate["crops"] == windows == 9 and estimate["crop_evaluations"] == windows
+    lines = dock.size_label.text().split("\n")
+    assert lines[0].startswith("400 × 400 px at 1 m/px")
+    assert lines[1] == "engine: 800 × 800 px out, 400 × 400 px seen by the model, 9 windows in 1 tile"
+    # "What the map shows": the rendered grid stands in, one pixel per 2 m, read one to one.
+    dock.last_estimate = None
+    dock.source_combo.setCurrentIndex(SOURCE_MAP)
+    dock.extent_widget.setOutputExtentFromUser(
+        QgsRectangle(346_000, 5_647_800, 346_600, 5_648_000), layer.crs()
+    )
+    dock.gsd_spin.setValue(2.0)
+    wait_for(lambda: dock.last_estimate is not None, 60)
+    assert dock.last_estimate["output_size"] == dock.last_estimate["working_size"] == [300, 100]
+    assert dock.last_estimate["crops"] == sliding_windows(300) * sliding_windows(100)
+
+
+def test_without_an_engine_the_size_line_says_so(dock, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    from rs_ovseg_qgis.core.settings import set_engine_python
+
+    set_engine_python(tmp_path / "no-python")
+    try:
+        dock.source_combo.setCurrentIndex(SOURCE_MAP)
+        utm = QgsCoordinateReferenceSystem("EPSG:25832")
+        dock.extent_widget.setOutputCrs(utm)
+        dock.extent_widget.setOutputExtentFromUser(QgsRectangle(0, 0, 100, 100), utm)
+        dock.gsd_spin.setValue(1.0)
+        wait_for(lambda: "not set up" in dock.size_label.text(), 10)
+    finally:
+        set_engine_python(None)
+    assert dock.size_label.text().startswith("100 × 100 px at 1 m/px")
+    assert dock.last_estimate is None

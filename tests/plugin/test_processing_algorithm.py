@@ -147,7 +147,8 @@ def test_set_up_engine_installs_the_pyproject_dependencies_under_the_constraints
     root = engine_source_dir().parent
     assert "open_clip_torch" in engine_requirements(root / "pyproject.toml")
     commands = setup_commands("/usr/bin/python3", tmp_path / "venv", root)
-    assert commands[0] == ["/usr/bin/python3", "-m", "venv", str(tmp_path / "venv")]
+    # --system-site-packages: GDAL's bindings come from the interpreter QGIS runs (core/engine_setup.py).
+    assert commands[0] == ["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(tmp_path / "venv")]
     assert commands[-1][:6] == [
         str(tmp_path / "venv/bin/python"),
         "-m",

@@ -1,0 +1,219 @@
+"""The benchmark cases, and the rasters they read (the real tile, mosaics of it, a synthetic stand-in).
+
+A case is data (``BenchCase``): the ``python -m engine segment`` options it runs with, how often, and
+which raster. It travels as JSON to the subprocess that runs it (``engine.bench.runner``), so every
+case's peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: The real OpenEarthMap tile (Köln, 1000², 0.5 m, EPSG:25832) beside the project, read in place.
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+REAL_TILE = SHARED_DATA / "oem_koeln_50.tif"
+
+#: OpenEarthMap's eight classes as SegEarth-OV names them (synonyms after commas): realistic query count.
+OPENEARTHMAP_CLASSES = (
+    "bareland,bare soil",
+    "rangeland,grass",
+    "developed space,pavement",
+    "road",
+    "tree,forest",
+    "water,river",
+    "agriculture land,farmland",
+    "building,roof,house",
+)
+#: Mosaic edge (in copies of the base raster) of the memory-scaling pair's large raster: 4 × 4 = 16×.
+SCALING_REPEATS = 4
+#: Tiny architectures for ``--quick``: same code paths, seconds instead of minutes.
+QUICK_CLIP = "RSOVSeg-Tiny-ViT-16"
+QUICK_SAM = "tiny"
+QUICK_EDGE = 256
+
+
+@dataclass
+class BenchCase:
+    """One benchmark case. ``raster``: "tile" (the real tile), "tile:EDGE" (its top-left EDGE² pixels),
+    "mosaic:N" (N × N copies of the base raster in a VRT), or "synthetic:EDGE" (random pixels, 0.5 m).
+    ``options``: extra ``segment`` options (names as in engine.cli.segment.DEFAULTS)."""
+
+    name: str
+    method: str = "segearth-ov"
+    device: str = "cpu"
+    dtype: str = "float32"
+    raster: str = "tile"
+    base_edge: int | None = None  # crop of the real tile used as the mosaic's piece (None: whole tile)
+    classes: tuple[str, ...] = OPENEARTHMAP_CLASSES
+    options: dict = field(default_factory=dict)
+    repeats: int = 3
+    warmup: int = 1
+    #: compare this case's labels with those of the named case (fraction of equal pixels)
+    agreement_with: str | None = None
+    #: a pair: this case is the large raster of a memory-scaling pair whose small one is named here
+    scaling_of: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> BenchCase:
+        data = dict(data)
+        data["classes"] = tuple(data.get("classes", OPENEARTHMAP_CLASSES))
+        return cls(**data)
+
+
+def default_suite(devices: list[str], *, quick: bool = False, repeats: int | None = None) -> list[BenchCase]:
+    """Every case on every device. ``quick``: tiny models on a 256² raster, one warm-up, one repeat."""
+    cases: list[BenchCase] = []
+    for device in devices:
+        cases.extend(_device_cases(device, quick))
+    for case in cases:
+        if quick:
+            case.repeats, case.warmup = 1, 1
+        if repeats is not None:
+            case.repeats = repeats
+    return cases
+
+
+def _device_cases(device: str, quick: bool) -> list[BenchCase]:
+    tile = f"tile:{QUICK_EDGE}" if quick else "tile"
+    reduced = "bfloat16"  # CPUs with matrix units and current GPUs both run bf16 fast
+    seg_options: dict = {"clip": QUICK_CLIP, "upsampler": "none"} if quick else {}
+    reseg_options: dict = {"clip": QUICK_CLIP, "sam": QUICK_SAM} if quick else {}
+    prefix = f"{device}/"
+    cases = [
+        BenchCase(prefix + "segearth-ov/tile/float32", device=device, raster=tile, options=seg_options),
+        BenchCase(
+            prefix + f"segearth-ov/tile/{reduced}",
+            device=device,
+            dtype=reduced,
+            raster=tile,
+            options=seg_options,
+            agreement_with=prefix + "segearth-ov/tile/float32",
+        ),
+    ]
+    if device == "cuda":
+        cases.append(
+            BenchCase(
+                prefix + "segearth-ov/tile/float16",
+                device=device,
+                dtype="float16",
+                raster=tile,
+                options=seg_options,
+                agreement_with=prefix + "segearth-ov/tile/float32",
+            )
+        )
+    cases.append(
+        BenchCase(
+            prefix + "reseg-clip/tile/float32",
+            method="reseg-clip",
+            device=device,
+            raster=tile,
+            options=reseg_options,
+        )
+    )
+    base_edge = QUICK_EDGE // 2 if quick else None
+    small = prefix + "scaling/small"
+    cases.append(BenchCase(small, device=device, raster="mosaic:1", base_edge=base_edge, options=seg_options))
+    cases.append(
+        BenchCase(
+            prefix + "scaling/large",
+            device=device,
+            raster=f"mosaic:{SCALING_REPEATS}",
+            base_edge=base_edge,
+            options=seg_options,
+            scaling_of=small,
+        )
+    )
+    return cases
+
+
+# -- rasters -------------------------------------------------------------------------------------------
+
+
+def synthetic_raster(path: Path, edge: int, gsd: float = 0.5, seed: int = 0) -> Path:
+    """A georeferenced (EPSG:25832) RGB uint8 GeoTIFF of smooth random blobs (no real tile needed)."""
+    from osgeo import gdal, osr
+
+    gdal.UseExceptions()
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (3, edge // 16 + 2, edge // 16 + 2)).astype(np.float32)
+    image = np.kron(coarse, np.ones((16, 16), np.float32))[:, :edge, :edge]
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    driver = gdal.GetDriverByName("GTiff")
+    ds = driver.Create(str(path), edge, edge, 3, gdal.GDT_Byte, ["TILED=YES"])
+    ds.SetGeoTransform((356000.0, gsd, 0.0, 5645000.0, 0.0, -gsd))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(25832)
+    ds.SetProjection(srs.ExportToWkt())
+    for band in range(3):
+        ds.GetRasterBand(band + 1).WriteArray(image[band])
+    ds = None
+    return path
+
+
+def mosaic_vrt(path: Path, piece: Path, repeats: int, edge: int | None = None) -> Path:
+    """A VRT of ``repeats`` × ``repeats`` copies of ``piece``'s top-left ``edge``² pixels (whole piece if
+    None), georeferenced as a continuation of the piece's grid. Nothing is copied: the VRT only points."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    ds = gdal.Open(str(piece))
+    width = height = None
+    width, height = ds.RasterXSize, ds.RasterYSize
+    x0, dx, rx, y0, ry, dy = ds.GetGeoTransform()
+    wkt = ds.GetProjection()
+    ds = None
+    if edge is not None:
+        width, height = min(width, edge), min(height, edge)
+    rows = []
+    for band in (1, 2, 3):
+        sources = "".join(
+            f"<SimpleSource><SourceFilename relativeToVRT='0'>{piece}</SourceFilename>"
+            f"<SourceBand>{band}</SourceBand>"
+            f"<SrcRect xOff='0' yOff='0' xSize='{width}' ySize='{height}'/>"
+            f"<DstRect xOff='{i * width}' yOff='{j * height}' xSize='{width}' ySize='{height}'/>"
+            "</SimpleSource>"
+            for j in range(repeats)
+            for i in range(repeats)
+        )
+        colour = ("Red", "Green", "Blue")[band - 1]
+        rows.append(
+            f"<VRTRasterBand dataType='Byte' band='{band}'><ColorInterp>{colour}</ColorInterp>"
+            f"{sources}</VRTRasterBand>"
+        )
+    escaped = wkt.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    path.write_text(
+        f"<VRTDataset rasterXSize='{width * repeats}' rasterYSize='{height * repeats}'>"
+        f"<SRS>{escaped}</SRS><GeoTransform>{x0}, {dx}, {rx}, {y0}, {ry}, {dy}</GeoTransform>"
+        + "".join(rows)
+        + "</VRTDataset>",
+        encoding="utf-8",
+    )
+    return path
+
+
+def resolve_raster(case: BenchCase, folder: Path, tile: Path | None = REAL_TILE) -> Path | None:
+    """The input file for ``case`` (built in ``folder`` when it is a VRT or synthetic); None when the case
+    needs the real tile and it is absent."""
+    kind, _, arg = case.raster.partition(":")
+    if kind == "synthetic":
+        return synthetic_raster(folder / f"synthetic_{arg}.tif", int(arg))
+    if tile is None or not Path(tile).exists():
+        return None
+    if kind == "tile":
+        if not arg:
+            return Path(tile)
+        return mosaic_vrt(folder / f"tile_{arg}.vrt", Path(tile), 1, int(arg))
+    if kind == "mosaic":
+        repeats = int(arg)
+        return mosaic_vrt(
+            folder / f"mosaic_{repeats}_{case.base_edge}.vrt", Path(tile), repeats, case.base_edge
+        )
+    raise ValueError(f"unknown raster kind {case.raster!r}")

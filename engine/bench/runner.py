@@ -1,0 +1,234 @@
+"""Runs one benchmark case in this process through the CLI's own path (``engine.cli.segment``).
+
+Models are loaded once into a ``ModelCache`` (as the worker keeps them), then every run is the full
+``run_segment``: open the raster, read, model, score, write the GeoTIFF and its sidecar. Warm-up runs
+pay the one-off costs (text embeddings, allocator growth, kernel selection) and are not timed.
+
+``python -m engine.bench.runner CASE.json RESULT.json`` runs a case in a fresh interpreter (so that
+its peak RSS is its own; see ``engine.bench.memory``) and writes the raw measurements as JSON.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from engine.bench import flops as fl
+from engine.bench.cases import BenchCase
+
+log = logging.getLogger(__name__)
+
+
+def segment_options(case: BenchCase, input_path: Path, out: Path) -> dict:
+    """The ``run_segment`` options of ``case`` (random weights: speed does not depend on their values)."""
+    return {
+        "input": str(input_path),
+        "classes": list(case.classes),
+        "method": case.method,
+        "out": str(out),
+        "device": case.device,
+        "dtype": case.dtype,
+        "random_weights": True,
+        "seed": 0,
+        "overwrite": True,
+        **case.options,
+    }
+
+
+def crop_shapes(plan) -> Counter:
+    """(height, width) → number of crop evaluations in a ``engine.tiling.TilePlan``."""
+    shapes: Counter = Counter()
+    for row, col in plan.tiles():
+        for i in range(*row.crops):
+            y0, y1 = plan.row_spans[i]
+            for j in range(*col.crops):
+                x0, x1 = plan.col_spans[j]
+                shapes[(y1 - y0, x1 - x0)] += 1
+    return shapes
+
+
+def jbu_spec_of(upsampler) -> fl.JbuSpec | None:
+    """The FLOP spec of an engine four-step JBU upsampler (None for bilinear or an unknown module)."""
+    if upsampler is None or not hasattr(upsampler, "steps"):
+        return None
+    step = upsampler.steps()[0]
+    return fl.JbuSpec(
+        channels=int(upsampler.fixup_proj[-1].in_channels),
+        radius=int(step.radius),
+        key_dim=int(step.range_proj[0].out_channels),
+        guidance_dim=int(step.range_proj[0].in_channels),
+        steps=len(upsampler.steps()),
+    )
+
+
+def sam_spec_of(method) -> fl.SamEncoderSpec:
+    """The FLOP spec of the SAM image encoder a ReSeg-CLIP method holds (found by attribute search)."""
+    encoder = _find_attribute(method, "image_encoder", depth=3)
+    if encoder is None:
+        return fl.SAM_VIT_B
+    blocks = list(encoder.blocks)
+    windows = [int(b.window_size) for b in blocks]
+    proj = encoder.patch_embed.proj
+    width = int(proj.out_channels)
+    return fl.SamEncoderSpec(
+        image_size=int(encoder.img_size),
+        patch=int(proj.kernel_size[0]),
+        width=width,
+        depth=len(blocks),
+        global_blocks=sum(1 for w in windows if w == 0),
+        window=max(windows) or 14,
+        mlp_ratio=int(blocks[0].mlp.lin1.out_features) // width,
+        neck_dim=int(encoder.neck[0].out_channels),
+    )
+
+
+def _find_attribute(obj, name: str, depth: int):
+    if hasattr(obj, name):
+        return getattr(obj, name)
+    if depth == 0:
+        return None
+    for value in list(vars(obj).values()) if hasattr(obj, "__dict__") else []:
+        if value is None or isinstance(value, (str, int, float, bytes, dict, list, tuple)):
+            continue
+        found = _find_attribute(value, name, depth - 1)
+        if found is not None:
+            return found
+    return None
+
+
+def run_flops(method, plan, queries: int) -> dict[str, int]:
+    """Nominal FLOPs of one run's crops by part (SAM is added per encoder pass by the caller)."""
+    parts: Counter = Counter()
+    if method.name == "segearth-ov":
+        spec = fl.VitSpec.from_open_clip(method.model.visual)
+        terms = len(method.dense.mode.terms)
+        up = jbu_spec_of(method.upsampler)
+        for (height, width), count in crop_shapes(plan).items():
+            crop = fl.segearth_crop_flops(height, width, queries, spec, up, terms)
+            parts["clip"] += count * crop.clip
+            parts["upsampler"] += count * crop.upsampler
+            parts["logits"] += count * crop.logits
+    else:
+        spec = fl.VitSpec.from_open_clip(method.model.visual)
+        for (height, width), count in crop_shapes(plan).items():
+            crop = fl.reseg_crop_flops(height, width, queries, spec)
+            parts["clip"] += count * crop.clip
+            parts["logits"] += count * crop.logits
+    return dict(parts)
+
+
+def _forget_sam_masks() -> None:
+    """ReSeg-CLIP keeps SAM id maps process-wide; each timed run must compute them as a first run does."""
+    try:
+        from engine.methods import reseg_clip
+    except ImportError:
+        return
+    cache = reseg_clip.SHARED_MASK_CACHE
+    if hasattr(cache, "clear"):
+        cache.clear()
+    else:
+        reseg_clip.SHARED_MASK_CACHE = type(cache)()
+
+
+def run_case(case: BenchCase, input_path: Path, workdir: Path, keep_labels: Path | None = None) -> dict:
+    """Warm-up and timed runs of ``case`` on ``input_path``; raw measurements (see report.summarise)."""
+    import torch
+
+    from engine.cli.segment import prepare_job, run_segment
+    from engine.methods.registry import METHODS, ModelCache, create_method
+
+    if case.method not in METHODS:
+        return {"skipped": f"method {case.method!r} is not registered in engine.methods.registry.METHODS"}
+    workdir.mkdir(parents=True, exist_ok=True)
+    models = ModelCache()
+    out = workdir / "labels.tif"
+    options = segment_options(case, input_path, out)
+    tic = time.perf_counter()
+    job = prepare_job(options)
+    try:
+        method = create_method(case.method, job.method_options, models)
+        load_seconds = time.perf_counter() - tic
+        queries = len(job.vocabulary.queries())
+        flop_parts = run_flops(method, job.prepared.plan, queries)
+        sam_flops_per_pass = fl.sam_encoder_flops(sam_spec_of(method)) if case.method == "reseg-clip" else 0
+        prepared = job.prepared
+        sizes = {
+            "raster_size": (prepared.grid.width, prepared.grid.height),
+            "native_gsd": float(prepared.grid.native_gsd[0]),
+            "working_gsd": float(prepared.working.gsd),
+            "working_size": (prepared.working.width, prepared.working.height),
+        }
+    finally:
+        job.prepared.source.close()
+    del method
+    seconds, first_seconds, record = [], None, {}
+    for index in range(case.warmup + case.repeats):
+        _forget_sam_masks()
+        gc.collect()
+        if case.device == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        result = run_segment(options, models=models)
+        if case.device == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - began
+        record = result.record
+        if index == 0:
+            first_seconds = elapsed
+        if index >= case.warmup:
+            seconds.append(elapsed)
+    cost = record.get("method", {}).get("cost", {})
+    passes = cost.get("sam_encoder_passes") if case.method == "reseg-clip" else None
+    if passes:
+        flop_parts["sam_encoder"] = passes * sam_flops_per_pass
+    timings = dict(record.get("timings_s", {}))
+    timings.pop("model_load", None)
+    if keep_labels is not None:
+        shutil.copyfile(out, keep_labels)
+    return {
+        **sizes,
+        "seconds": seconds,
+        "first_run_seconds": first_seconds,
+        "model_load_seconds": load_seconds,
+        "flop_by_part": flop_parts,
+        "sam_encoder_passes": passes,
+        "sam_cost": cost or None,
+        "stage_seconds": timings,
+        "crops_evaluated": record.get("windows", {}).get("crops_evaluated"),
+        "batch_size": record.get("windows", {}).get("batch_size"),
+        "peak_memory": record.get("peak_memory"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Subprocess entry: ``CASE.json RESULT.json [INPUT [LABELS_COPY]]``."""
+    import resource
+
+    argv = sys.argv[1:] if argv is None else argv
+    case = BenchCase.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    result_path = Path(argv[1])
+    input_path = Path(argv[2])
+    keep = Path(argv[3]) if len(argv) > 3 and argv[3] else None
+    logging.basicConfig(level=logging.ERROR)
+    import warnings
+
+    warnings.simplefilter("ignore")  # random-weight warnings, once per run, would drown the report
+    try:
+        result = run_case(case, input_path, result_path.parent / "work", keep)
+    except Exception as exc:  # the parent records the failure as the case's result
+        log.exception("case %s failed", case.name)
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["peak_rss_bytes"] = int(peak if sys.platform == "darwin" else peak * 1024)
+    result_path.write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

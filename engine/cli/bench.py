@@ -1,0 +1,187 @@
+"""``python -m engine bench``: the benchmark suite (``make bench``); one JSON line per case.
+
+Cases (engine.bench.cases): SegEarth-OV on the real 1000² tile in float32 and bfloat16 (with the labels'
+agreement), ReSeg-CLIP on the same tile, a memory-scaling pair (the tile and a 4 × 4 VRT mosaic of it),
+on the CPU and on CUDA when present, plus an upsampler micro-case. Each case runs in its own
+interpreter (peak RSS isolated) through the same ``run_segment`` the ``segment`` command uses, with
+random weights in the full-size architectures. bench/README.md explains every field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import tempfile
+from pathlib import Path
+
+from engine.bench.cases import REAL_TILE, BenchCase, default_suite, resolve_raster
+from engine.bench.memory import run_isolated
+from engine.bench.report import JsonLinesReport, machine, skipped, summarise
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", default="bench/results.jsonl", help="JSON-lines file to write (default bench/results.jsonl)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny models, a 256² raster, one repeat"
+    )
+    parser.add_argument("--repeats", type=int, help="timed runs per case after the warm-up (default 3)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: the CPU, and CUDA too when a GPU is visible",
+    )
+    parser.add_argument(
+        "--case",
+        dest="cases",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only cases whose name matches this glob (repeatable), e.g. 'cpu/segearth-ov/*'",
+    )
+    parser.add_argument(
+        "--tile", default=str(REAL_TILE), metavar="FILE", help="the real tile (default ../shared/data/...)"
+    )
+    parser.add_argument("--no-micro", action="store_true", help="skip the upsampler micro-case")
+    parser.add_argument(
+        "--peak-seconds", type=float, default=1.0, help="seconds spent measuring each matmul peak"
+    )
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+
+
+def _devices(choice: str) -> list[str]:
+    import torch
+
+    if choice == "auto":
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return [choice]
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return machine().get("cpu", "cpu")
+
+
+def labels_agreement(first: Path, second: Path) -> float:
+    """Fraction of pixels with the same class in two label rasters of the same grid."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    a = gdal.Open(str(first)).ReadAsArray()
+    b = gdal.Open(str(second)).ReadAsArray()
+    if a.shape != b.shape:
+        raise ValueError(f"label rasters differ in size: {a.shape} vs {b.shape}")
+    return float((a == b).mean())
+
+
+def scaling_fields(small: dict, large: dict) -> dict:
+    """Ratios of the large raster of a memory-scaling pair to the small one."""
+    area = large["area_km2"] / small["area_km2"]
+    crops = (large["crops_evaluated"] or 0) / max(1, small["crops_evaluated"] or 0)
+    time_ratio = large["seconds"] / small["seconds"]
+    rss = (large["peak_rss_bytes"] or 0) / max(1, small["peak_rss_bytes"] or 0)
+    return {
+        "scaling": {
+            "small_case": small["case"],
+            "area_ratio": round(area, 3),
+            "peak_rss_ratio": round(rss, 3),
+            "time_ratio": round(time_ratio, 3),
+            "crop_evaluation_ratio": round(crops, 3),
+            "time_per_crop_ratio": round(time_ratio / crops, 3) if crops else None,
+            "time_per_area_ratio": round(time_ratio / area, 3),
+        }
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.bench.peak import measure_matmul_peak
+    from engine.methods.registry import torch_dtype
+
+    devices = _devices(args.device)
+    cases = default_suite(devices, quick=args.quick, repeats=args.repeats)
+    if args.cases:
+        cases = [c for c in cases if any(fnmatch.fnmatch(c.name, p) for p in args.cases)]
+    if args.list:
+        for case in cases:
+            print(case.name)
+        return 0
+    report = JsonLinesReport(args.out)
+    report.emit({"case": "machine", "quick": bool(args.quick), **machine()})
+    peaks: dict[tuple[str, str], float] = {}
+    for device, dtype in dict.fromkeys((c.device, c.dtype) for c in cases):
+        peak = measure_matmul_peak(device, torch_dtype(dtype), seconds=args.peak_seconds)
+        peaks[(device, dtype)] = peak.gflops
+        report.emit({"case": f"{device}/matmul-peak/{dtype}", **peak.to_json()})
+    failures = 0
+    done: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="rs-ovseg-bench-") as folder:
+        work = Path(folder)
+        for index, case in enumerate(cases):
+            record = _run_one(case, index, work, Path(args.tile), peaks, done)
+            failures += "error" in record
+            report.emit(record)
+    if not args.no_micro and "cpu" in devices and not args.cases:
+        from engine.bench.micro import upsampler_micro_case
+
+        edge, channels = (64, 64) if args.quick else (224, 512)
+        with torch.inference_mode():
+            report.emit(upsampler_micro_case(edge, channels))
+    return 1 if failures else 0
+
+
+def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, done: dict[str, dict]) -> dict:
+    input_path = resolve_raster(case, work, tile)
+    if input_path is None:
+        return skipped(case.name, case.method, case.device, case.dtype, f"input raster absent: {tile}")
+    labels = work / f"labels_{index}.tif"
+    raw = run_isolated(case, input_path, keep_labels=labels)
+    if "error" in raw or "skipped" in raw:
+        record = skipped(case.name, case.method, case.device, case.dtype, raw.get("skipped", ""))
+        if "error" in raw:
+            record.pop("skipped")
+            record["error"] = raw["error"]
+        return record
+    record = summarise(
+        case=case.name,
+        method=case.method,
+        device=case.device,
+        device_name=_device_name(case.device),
+        dtype=case.dtype,
+        raster_size=tuple(raw["raster_size"]),
+        native_gsd=raw["native_gsd"],
+        working_gsd=raw["working_gsd"],
+        working_size=tuple(raw["working_size"]),
+        seconds=raw["seconds"],
+        flop_by_part=raw["flop_by_part"],
+        peak_gflops=peaks.get((case.device, case.dtype)),
+        peak_rss_bytes=raw.get("peak_rss_bytes"),
+        sam_encoder_passes=raw.get("sam_encoder_passes"),
+        stage_seconds=raw.get("stage_seconds", {}),
+        crops_evaluated=raw.get("crops_evaluated") or 0,
+        extra={
+            "input": case.raster,
+            "options": case.options,
+            "first_run_seconds": round(raw.get("first_run_seconds") or 0.0, 3),
+            "model_load_seconds": round(raw.get("model_load_seconds") or 0.0, 3),
+            "batch_size": raw.get("batch_size"),
+            "sam_cost": raw.get("sam_cost"),
+            "cuda_peak_allocated_bytes": (raw.get("peak_memory") or {}).get("cuda_allocated_bytes"),
+        },
+    )
+    record["labels"] = str(labels) if labels.exists() else None
+    if case.agreement_with and case.agreement_with in done:
+        reference = done[case.agreement_with].get("labels")
+        if reference and record["labels"]:
+            record["agreement_with"] = case.agreement_with
+            record["label_agreement"] = round(labels_agreement(Path(reference), labels), 6)
+    if case.scaling_of and case.scaling_of in done:
+        record.update(scaling_fields(done[case.scaling_of], record))
+    done[case.name] = record
+    return {k: v for k, v in record.items() if k != "labels"}

@@ -1,0 +1,134 @@
+"""Run by ``qgis --code`` under Xvfb: a whole RS OVSeg run in the real desktop, with screenshots.
+
+Loads the demo raster (``RS_OVSEG_DEMO_RASTER``), opens the panel, fills a land-cover vocabulary, sets
+the engine options (random weights: no weights can be downloaded on the build machines), clicks Run,
+and saves ``run_before.png`` (estimate shown), ``run_during.png`` (progress) and ``run_after.png``
+(styled group, legend expanded) into ``RS_OVSEG_SCREENSHOT_DIR``; then quits QGIS.
+
+Environment: ``RS_OVSEG_DEMO_CLIP`` (default ViT-B-16) picks the CLIP architecture, ``RS_OVSEG_DEMO_GSD``
+(default 0.5 m: the full tile, long enough to see the progress bar move) the resolution.
+"""
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget
+from qgis.utils import iface, plugins
+
+OUT_DIR = Path(os.environ.get("RS_OVSEG_SCREENSHOT_DIR", "resources/screenshots")).resolve()
+DEMO = Path(os.environ.get("RS_OVSEG_DEMO_RASTER", "/nonexistent"))
+CLIP = os.environ.get("RS_OVSEG_DEMO_CLIP", "ViT-B-16")
+GSD_M = float(os.environ.get("RS_OVSEG_DEMO_GSD", "0.5"))
+VOCABULARY = "building,roof; road,street; tree; water; cropland,field; grass; bare soil"
+SCREEN = (1600, 1000)
+DOCK_WIDTH_PX = 430
+POLL_MS = 150
+GIVE_UP_S = 420
+
+os.environ["RS_OVSEG_RANDOM_WEIGHTS"] = "1"  # read by the engine worker the plugin starts
+state = {"dock": None, "layer": None, "started": time.monotonic(), "during": False}
+
+
+def say(message: str) -> None:
+    print(f"[demo {time.monotonic() - state['started']:5.1f}s] {message}", flush=True)
+
+
+def shoot(name: str) -> None:
+    QApplication.processEvents()
+    path = OUT_DIR / name
+    subprocess.run(["import", "-window", "root", str(path)], check=True)
+    say(f"screenshot {path}")
+
+
+def finish(code: int) -> None:
+    QApplication.instance().exit(code)
+
+
+def poll(condition, then, label: str) -> None:
+    """Calls ``then()`` once ``condition()`` holds, checking every POLL_MS without blocking QGIS."""
+    if time.monotonic() - state["started"] > GIVE_UP_S:
+        say(f"gave up waiting for: {label}")
+        shoot(f"failed_{label.replace(' ', '_')}.png")
+        finish(1)
+        return
+    if condition():
+        then()
+    else:
+        QTimer.singleShot(POLL_MS, lambda: poll(condition, then, label))
+
+
+def set_up() -> None:
+    window = iface.mainWindow()
+    window.setGeometry(0, 0, *SCREEN)  # no window manager under Xvfb: place the window by hand
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    assert "rs_ovseg_qgis" in plugins, f"plugin not loaded; loaded: {sorted(plugins)}"
+    layer = QgsRasterLayer(str(DEMO), "oem_koeln_50")
+    assert layer.isValid(), f"cannot open {DEMO}"
+    QgsProject.instance().addMapLayer(layer)
+    iface.mapCanvas().setExtent(layer.extent())
+    iface.mapCanvas().refresh()
+    state["layer"] = layer
+
+    from rs_ovseg_qgis.core.vocabulary import Vocabulary
+
+    dock = window.findChild(QDockWidget, "RsOvsegDock")
+    state["dock"] = dock
+    dock.show()
+    dock.raise_()
+    window.resizeDocks([dock], [DOCK_WIDTH_PX], Qt.Orientation.Horizontal)
+    dock.vocabulary_editor.set_vocabulary(
+        Vocabulary.from_lines(VOCABULARY.replace(";", "\n"), "Köln land cover")
+    )
+    dock.layer_combo.setLayer(layer)
+    dock.extent_widget.setOutputExtentFromUser(layer.extent(), layer.crs())
+    dock.gsd_spin.setValue(GSD_M)
+    options = f'{{"clip": "{CLIP}", "upsampler": "none", "templates": "remote-sensing"}}'
+    dock.engine_options_edit.setText(options)
+    dock.engine_options_edit.editingFinished.emit()
+    dock.output_widget.setFilePath(tempfile.mkdtemp(prefix="rs_ovseg_demo_"))
+    say("panel filled; waiting for the engine's estimate")
+    poll(lambda: dock.last_estimate is not None, before_run, "estimate")
+
+
+def before_run() -> None:
+    QTimer.singleShot(500, lambda: (shoot("run_before.png"), start_run()))
+
+
+def start_run() -> None:
+    dock = state["dock"]
+    dock.run_button.click()
+    say("run started")
+    poll(lambda: 15 <= dock.progress_bar.value() < 90 or dock.run.status is not None, during_run, "progress")
+
+
+def during_run() -> None:
+    dock = state["dock"]
+    if dock.run.status is None:
+        shoot("run_during.png")
+    else:
+        say(f"the run ended before a progress screenshot: {dock.run.status}")
+    poll(lambda: dock.run.status is not None, after_run, "the end of the run")
+
+
+def after_run() -> None:
+    dock = state["dock"]
+    say(f"run {dock.run.status}: {dock.status_label.text()}")
+    if dock.run.status != "ok":
+        shoot("run_failed.png")
+        finish(1)
+        return
+    root = QgsProject.instance().layerTreeRoot()
+    for node in root.children():
+        node.setExpanded(True)
+        for child in getattr(node, "children", list)():
+            child.setExpanded(True)
+    iface.mapCanvas().refresh()
+    QTimer.singleShot(2500, lambda: (shoot("run_after.png"), finish(0)))
+
+
+QTimer.singleShot(4000, set_up)

@@ -1,0 +1,142 @@
+"""The benchmark suite's plumbing: a tiny case through the real CLI emits every field; rasters, ratios.
+
+Nothing here asserts a timing: only that the numbers exist, are consistent with each other, and that
+the VRT mosaic and the label agreement compute what they claim.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from engine.bench.cases import BenchCase, mosaic_vrt, synthetic_raster
+from engine.bench.peak import measure_matmul_peak
+from engine.bench.report import REQUIRED_FIELDS, summarise
+from engine.cli.bench import labels_agreement, scaling_fields
+
+gdal.UseExceptions()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_case_through_the_cli_emits_every_field(tmp_path):
+    tile = synthetic_raster(tmp_path / "tile.tif", 300)
+    out = tmp_path / "results.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "engine",
+        "bench",
+        "--quick",
+        "--case",
+        "cpu/segearth-ov/tile/float32",
+        "--tile",
+        str(tile),
+        "--out",
+        str(out),
+        "--peak-seconds",
+        "0.05",
+        "--no-micro",
+    ]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    printed = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert printed == lines
+    cases = {line["case"]: line for line in lines}
+    assert cases["machine"]["quick"] is True
+    peak = cases["cpu/matmul-peak/float32"]["gflops"]
+    record = cases["cpu/segearth-ov/tile/float32"]
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    assert not missing
+    assert record["raster_size"] == [256, 256]  # the quick tile: top-left 256² of --tile
+    assert record["working_gsd_m"] == pytest.approx(0.5 * 1000 / 448, rel=1e-5)
+    assert record["repeats"] == 1 and record["seconds"] > 0
+    assert record["gflop"] > 0 and record["crops_evaluated"] >= 1
+    assert record["peak_gflops"] == peak
+    assert record["mfu"] == pytest.approx(record["achieved_gflops"] / peak, abs=1e-3)
+    assert record["peak_rss_bytes"] > 50 * 2**20
+    assert record["sam_encoder_passes"] is None  # SegEarth-OV runs no SAM
+    assert "inference" in record["stage_seconds"]
+
+
+def test_summary_fields_are_consistent():
+    record = summarise(
+        case="c",
+        method="segearth-ov",
+        device="cpu",
+        device_name="cpu",
+        dtype="float32",
+        raster_size=(1000, 1000),
+        native_gsd=0.5,
+        working_gsd=1.116,
+        working_size=(448, 448),
+        seconds=[4.0, 2.0, 3.0],
+        flop_by_part={"clip": 3 * 10**11, "upsampler": 3 * 10**11},
+        peak_gflops=300.0,
+        peak_rss_bytes=2**30,
+        sam_encoder_passes=None,
+        stage_seconds={"inference": 2.5},
+        crops_evaluated=9,
+    )
+    assert record["seconds"] == 3.0  # the median
+    assert record["area_km2"] == pytest.approx(0.25)
+    assert record["km2_per_min"] == pytest.approx(0.25 / 3.0 * 60, rel=1e-3)
+    assert record["megapixels_per_s"] == pytest.approx(1 / 3, rel=1e-3)
+    assert record["achieved_gflops"] == pytest.approx(200.0)
+    assert record["mfu"] == pytest.approx(200.0 / 300.0, abs=1e-4)
+    assert set(REQUIRED_FIELDS) <= set(record)
+
+
+def test_mosaic_vrt_repeats_the_piece(tmp_path):
+    piece = synthetic_raster(tmp_path / "piece.tif", 96)
+    vrt = mosaic_vrt(tmp_path / "m.vrt", piece, 4, edge=64)
+    ds = gdal.Open(str(vrt))
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (256, 256, 3)
+    data = ds.ReadAsArray()
+    original = gdal.Open(str(piece)).ReadAsArray()[:, :64, :64]
+    for i in range(4):
+        for j in range(4):
+            np.testing.assert_array_equal(data[:, 64 * i : 64 * (i + 1), 64 * j : 64 * (j + 1)], original)
+    assert ds.GetGeoTransform() == gdal.Open(str(piece)).GetGeoTransform()
+    assert ds.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_RedBand
+
+
+def _labels(path: Path, array: np.ndarray) -> Path:
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0], 1, gdal.GDT_Byte)
+    ds.GetRasterBand(1).WriteArray(array)
+    ds = None
+    return path
+
+
+def test_label_agreement_is_the_fraction_of_equal_pixels(tmp_path):
+    a = np.zeros((10, 10), np.uint8)
+    b = a.copy()
+    b[:3, :5] = 2  # 15 of 100 pixels differ
+    assert labels_agreement(_labels(tmp_path / "a.tif", a), _labels(tmp_path / "b.tif", b)) == 0.85
+
+
+def test_scaling_ratios():
+    small = {"case": "s", "area_km2": 0.25, "crops_evaluated": 9, "seconds": 2.0, "peak_rss_bytes": 1000}
+    large = {"case": "l", "area_km2": 4.0, "crops_evaluated": 225, "seconds": 50.0, "peak_rss_bytes": 1100}
+    ratios = scaling_fields(small, large)["scaling"]
+    assert ratios["area_ratio"] == 16.0 and ratios["time_ratio"] == 25.0
+    assert ratios["peak_rss_ratio"] == 1.1 and ratios["crop_evaluation_ratio"] == 25.0
+    assert ratios["time_per_crop_ratio"] == 1.0
+
+
+def test_matmul_peak_reports_its_measurement():
+    peak = measure_matmul_peak("cpu", torch.float32, size=64, seconds=0.01, bursts=3)
+    assert peak.gflops >= peak.median_gflops > 0
+    assert (peak.device, peak.dtype, peak.size) == ("cpu", "float32", 64)
+
+
+def test_case_round_trips_through_json():
+    case = BenchCase("x", options={"clip": "A"}, classes=("a,b", "c"), agreement_with="y")
+    assert BenchCase.from_json(json.loads(json.dumps(case.to_json()))) == case
