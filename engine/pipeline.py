@@ -10,6 +10,7 @@ Outputs are temporary files until the run succeeds; cancellation and errors leav
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -67,7 +68,9 @@ class PipelineSettings:
     score_rows: int = 256
     # Crops per model call; None adapts to the device's free memory.
     batch_size: int | None = None
-    logit_scale: float = ScoringSettings.logit_scale
+    # Multiplier on the logits before the softmax; None: the method's ``logit_scale`` attribute when it
+    # has one (ReSeg-CLIP: 1, raw cosines), else SegEarth-OV's 50.
+    logit_scale: float | None = None
 
 
 @dataclass
@@ -191,6 +194,14 @@ def estimate(request: SegmentRequest, crop_size: int = 224, crop_stride: int = 1
         prepared.source.close()
 
 
+def accepts_origins(method) -> bool:
+    """Whether ``method.crop_logits`` takes ``origins`` (each crop's place in the prepared window)."""
+    try:
+        return "origins" in inspect.signature(method.crop_logits).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class _CropRunner:
     """Runs crops through the method in batches; halves the batch on a GPU out-of-memory error."""
 
@@ -200,18 +211,27 @@ class _CropRunner:
         self.cancel = cancel
         self.batches = 0
         self.seconds = 0.0
+        self.pass_origins = accepts_origins(method)
 
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        """(B, 3, h, w) uint8 → (B, Q, h, w) float32 numpy."""
+    def __call__(self, crops: np.ndarray, origins: list[tuple[int, int]] | None = None) -> np.ndarray:
+        """(B, 3, h, w) uint8 → (B, Q, h, w) float32 numpy. ``origins``: each crop's (row, col) in the
+        tile's working image, handed on to methods whose ``crop_logits`` accepts them."""
+        if origins is not None and len(origins) != len(crops):
+            raise ValueError(f"{len(origins)} origins for {len(crops)} crops")
         outputs = []
         start = 0
         while start < len(crops):
             self.cancel.check()
-            chunk = crops[start : start + self.batch_size]
+            # Crops and origins are sliced with the same bounds, also after a batch-halving retry.
+            stop = start + self.batch_size
+            chunk = torch.from_numpy(np.ascontiguousarray(crops[start:stop]))
             began = time.perf_counter()
             try:
                 with torch.inference_mode():
-                    logits = self.method.crop_logits(torch.from_numpy(np.ascontiguousarray(chunk)))
+                    if self.pass_origins and origins is not None:
+                        logits = self.method.crop_logits(chunk, origins=list(origins[start:stop]))
+                    else:
+                        logits = self.method.crop_logits(chunk)
             except RuntimeError as exc:
                 if is_out_of_memory(exc) and self.batch_size > 1:
                     torch.cuda.empty_cache() if torch.cuda.is_available() else None
@@ -227,7 +247,10 @@ class _CropRunner:
 
 
 def _average_logits(image: np.ndarray, row: AxisTile, col: AxisTile, plan: TilePlan, run, on_batch):
-    """Mean logits (Q, h, w) over the tile's needed working pixels, from every crop touching them."""
+    """Mean logits (Q, h, w) over the tile's needed working pixels, from every crop touching them.
+
+    ``image`` is the tile's working image (3, H, W) covering ``row.region`` × ``col.region``; each crop's
+    origin handed to the method is its (row, col) inside that image."""
     r_off, c_off = row.region[0], col.region[0]
     crops, places = [], []
     for i in range(*row.crops):
@@ -239,7 +262,8 @@ def _average_logits(image: np.ndarray, row: AxisTile, col: AxisTile, plan: TileP
     total = count = None
     step = max(1, run.batch_size)
     for start in range(0, len(crops), step):
-        logits = run(np.stack(crops[start : start + step]))
+        origins = [(y0, x0) for y0, _, x0, _ in places[start : start + step]]
+        logits = run(np.stack(crops[start : start + step]), origins)
         if total is None:
             total = np.zeros((logits.shape[1], image.shape[1], image.shape[2]), dtype=np.float32)
             count = np.zeros(image.shape[1:], dtype=np.float32)
@@ -251,6 +275,13 @@ def _average_logits(image: np.ndarray, row: AxisTile, col: AxisTile, plan: TileP
     n0, n1 = row.needed[0] - r_off, row.needed[1] - r_off
     m0, m1 = col.needed[0] - c_off, col.needed[1] - c_off
     return total[:, n0:n1, m0:m1] / count[n0:n1, m0:m1]
+
+
+def effective_logit_scale(method, settings: PipelineSettings) -> float:
+    """The logit scale used for scoring: the settings', else the method's, else 50 (SegEarth-OV)."""
+    if settings.logit_scale is not None:
+        return float(settings.logit_scale)
+    return float(getattr(method, "logit_scale", ScoringSettings.logit_scale))
 
 
 def segment(
@@ -284,6 +315,7 @@ def segment(
         plan = prepared.plan = _plan(grid, working, method.crop_size, method.crop_stride, settings)
         prepared.crop_size, prepared.crop_stride = method.crop_size, method.crop_stride
     thresholds = vocabulary.thresholds(_threshold(request.threshold))
+    logit_scale = effective_logit_scale(method, settings)
     query_to_class = vocabulary.query_to_class()
     files = AtomicFiles()
     writers = []
@@ -299,13 +331,16 @@ def segment(
     done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
     total_crops = max(1, plan.crop_runs)
 
+    prepare_window = getattr(method, "prepare_window", None)
+    release_window = getattr(method, "release_window", None)
+
+    def _fraction() -> float:
+        return min(0.02 + 0.96 * done["crops"] / total_crops, 0.98)
+
     def on_batch(n: int) -> None:
         done["crops"] += n
         done["evaluated"] += n
-        fraction = 0.02 + 0.96 * done["crops"] / total_crops
-        progress(
-            ProgressEvent(min(fraction, 0.98), "inference", f"tile {done['tiles'] + 1}/{plan.tile_count}")
-        )
+        progress(ProgressEvent(_fraction(), "inference", f"tile {done['tiles'] + 1}/{plan.tile_count}"))
 
     try:
         out_path = prepared.outputs["out"]
@@ -317,6 +352,8 @@ def segment(
             writers.append(confidence)
         sidecar_temp = files.temporary_for(prepared.outputs["sidecar"])
         timings.update(read=0.0, scoring=0.0, write=0.0)
+        if prepare_window is not None:
+            timings["prepare_window"] = 0.0
         for row, col in plan.tiles():
             cancel.check()
             (oy0, oy1), (ox0, ox1) = row.out, col.out
@@ -334,7 +371,18 @@ def segment(
                 continue
             image = working_image(source, stretch, grid, working, row.region, col.region)
             timings["read"] += time.perf_counter() - tic
-            logits = _average_logits(image, row, col, plan, run, on_batch)
+            if prepare_window is not None:
+                # Window-level preparation (ReSeg-CLIP: SAM masks); the origin puts the window in the
+                # working raster so its SAM windows fall on one global grid and are cached.
+                progress(ProgressEvent(_fraction(), "masks", f"tile {done['tiles'] + 1}/{plan.tile_count}"))
+                tic = time.perf_counter()
+                prepare_window(torch.from_numpy(image), origin=(row.region[0], col.region[0]))
+                timings["prepare_window"] += time.perf_counter() - tic
+            try:
+                logits = _average_logits(image, row, col, plan, run, on_batch)
+            finally:
+                if release_window is not None:
+                    release_window()
             del image
             col_sampling = output_sampling(ox0, ox1, grid.width, working.width)
             for s0 in range(oy0, oy1, settings.score_rows):
@@ -344,9 +392,7 @@ def segment(
                 upsampled = resample_bilinear(
                     logits, row_sampling, col_sampling, (row.needed[0], col.needed[0])
                 )
-                labels, conf = score(
-                    torch.from_numpy(upsampled), query_to_class, thresholds, settings.logit_scale
-                )
+                labels, conf = score(torch.from_numpy(upsampled), query_to_class, thresholds, logit_scale)
                 labels, conf = labels.numpy(), conf.numpy()
                 strip_valid = valid[s0 - oy0 : s1 - oy0]
                 labels[~strip_valid] = 0
@@ -427,6 +473,7 @@ def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds,
             "class_thresholds": thresholds,
             "crop_size": method.crop_size,
             "crop_stride": method.crop_stride,
+            "logit_scale": effective_logit_scale(method, settings),
             "device": device,
             "pipeline": asdict(settings),
             "batch_size": run.batch_size,

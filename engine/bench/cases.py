@@ -29,6 +29,9 @@ OPENEARTHMAP_CLASSES = (
 )
 #: Mosaic edge (in copies of the base raster) of the memory-scaling pair's large raster: 4 × 4 = 16×.
 SCALING_REPEATS = 4
+#: Timed runs of the scaling pair's large raster on a CPU: one run of 225 crops already averages over
+#: them, and three would take most of an hour on a 2-core machine (``--repeats`` overrides).
+SCALING_LARGE_CPU_REPEATS = 1
 #: Tiny architectures for ``--quick``: same code paths, seconds instead of minutes.
 QUICK_CLIP = "RSOVSeg-Tiny-ViT-16"
 QUICK_SAM = "tiny"
@@ -55,6 +58,10 @@ class BenchCase:
     agreement_with: str | None = None
     #: a pair: this case is the large raster of a memory-scaling pair whose small one is named here
     scaling_of: str | None = None
+    #: raster of the untimed warm-up runs (None: the case's own); the large raster of the scaling pair
+    #: warms up on the small one, since what a warm-up pays for (text embeddings, allocator, kernel
+    #: choice) does not depend on the raster
+    warmup_raster: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -129,6 +136,8 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
             base_edge=base_edge,
             options=seg_options,
             scaling_of=small,
+            warmup_raster="mosaic:1",
+            repeats=SCALING_LARGE_CPU_REPEATS if device == "cpu" else 3,
         )
     )
     return cases
@@ -199,10 +208,12 @@ def mosaic_vrt(path: Path, piece: Path, repeats: int, edge: int | None = None) -
     return path
 
 
-def resolve_raster(case: BenchCase, folder: Path, tile: Path | None = REAL_TILE) -> Path | None:
-    """The input file for ``case`` (built in ``folder`` when it is a VRT or synthetic); None when the case
-    needs the real tile and it is absent."""
-    kind, _, arg = case.raster.partition(":")
+def resolve_raster(
+    case: BenchCase, folder: Path, tile: Path | None = REAL_TILE, raster: str | None = None
+) -> Path | None:
+    """The input file for ``case`` (or for ``raster``, a spec in the case's terms), built in ``folder``
+    when it is a VRT or synthetic; None when it needs the real tile and that is absent."""
+    kind, _, arg = (raster or case.raster).partition(":")
     if kind == "synthetic":
         return synthetic_raster(folder / f"synthetic_{arg}.tif", int(arg))
     if tile is None or not Path(tile).exists():

@@ -26,6 +26,7 @@ def run_isolated(
     input_path: Path,
     *,
     keep_labels: Path | None = None,
+    warmup_input: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     workdir: Path | None = None,
 ) -> dict:
@@ -43,6 +44,7 @@ def run_isolated(
             str(result_file),
             str(input_path),
             str(keep_labels) if keep_labels else "",
+            str(warmup_input) if warmup_input else "",
         ]
         env = dict(os.environ)
         project = str(Path(__file__).resolve().parents[2])

@@ -53,6 +53,12 @@ def reference_forward(upsampler, source: torch.Tensor, guidance: torch.Tensor) -
     return source + OUTPUT_FIXUP_WEIGHT * upsampler.fixup_proj(source)
 
 
+def reference_logits(upsampler, features, guidance, text) -> torch.Tensor:
+    """Cosine logits (B, Q, H, W) the reference way: upsample all C channels, normalise, dot products."""
+    dense = F.normalize(reference_forward(upsampler, features, guidance), dim=1)
+    return torch.einsum("bchw,qc->bqhw", dense, text)
+
+
 def _timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
     times, out = [], None
     for _ in range(repeats):
@@ -64,10 +70,19 @@ def _timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
 
 
 def upsampler_micro_case(
-    edge: int = 224, channels: int = 512, repeats: int = 3, reference_repeats: int = 1, seed: int = 0
+    edge: int = 224,
+    channels: int = 512,
+    repeats: int = 3,
+    reference_repeats: int = 1,
+    seed: int = 0,
+    queries: int = 14,
 ) -> dict:
     """Seconds of one (edge × edge) crop through the engine's jbu_one and through the reference
-    formulation (random weights and features), their ratio, nominal GFLOP/s and the outputs' agreement."""
+    formulation (random weights and features), their ratio, nominal GFLOP/s and the outputs' agreement.
+
+    Also the whole per-crop step SegEarth-OV needs, upsampled features → cosine logits against
+    ``queries`` text embeddings: the engine's ``upsampled_cosine_logits`` (when present) vs the reference
+    (all channels upsampled, normalised, dot products)."""
     from engine.upsamplers.stacks import JBUOne
 
     generator = torch.Generator().manual_seed(seed)
@@ -80,14 +95,19 @@ def upsampler_micro_case(
     grid = edge // 16
     features = torch.randn(1, channels, grid, grid, generator=generator)
     guidance = torch.randn(1, 3, edge, edge, generator=generator)
+    text = F.normalize(torch.randn(queries, channels, generator=generator), dim=-1)
     with torch.inference_mode():
         upsampler(features, guidance)  # warm-up (index tables, allocator)
         ours_s, ours = _timed(lambda: upsampler(features, guidance), repeats)
         reference_s, reference = _timed(
             lambda: reference_forward(upsampler, features, guidance), reference_repeats
         )
+        logits = _logits_case(upsampler, features, guidance, text, reference, repeats)
     nominal = fl.jbu_flops(edge, edge, fl.JbuSpec(channels=channels))
     scale = reference.abs().max().item()
+    if logits:
+        total_reference = reference_s + logits["seconds_reference_logits_after_upsampling"]
+        logits["speedup_logits"] = round(total_reference / logits["seconds_engine_logits"], 2)
     return {
         "case": "micro/upsampler-jbu_one",
         "device": "cpu",
@@ -102,4 +122,24 @@ def upsampler_micro_case(
         "achieved_gflops_reference": round(nominal / reference_s / 1e9, 2),
         "max_abs_difference": float((ours.float() - reference.float()).abs().max()),
         "max_abs_reference": scale,
+        **logits,
+    }
+
+
+def _logits_case(upsampler, features, guidance, text, reference_features, repeats: int) -> dict:
+    try:
+        from engine.upsamplers.cosine import upsampled_cosine_logits
+    except ImportError:
+        return {}
+    size = tuple(guidance.shape[-2:])
+    upsampled_cosine_logits(upsampler, features, guidance, text, size)  # warm-up
+    ours_s, ours = _timed(lambda: upsampled_cosine_logits(upsampler, features, guidance, text, size), repeats)
+    began = time.perf_counter()
+    dense = F.normalize(reference_features, dim=1)  # the reference upsampling was timed above
+    reference = torch.einsum("bchw,qc->bqhw", dense, text)
+    cosine_s = time.perf_counter() - began
+    return {
+        "seconds_engine_logits": round(ours_s, 4),
+        "seconds_reference_logits_after_upsampling": round(cosine_s, 4),
+        "logits_max_abs_difference": float((ours - reference).abs().max()),
     }

@@ -75,7 +75,7 @@ def measure_matmul_peak(
         device=str(target),
         dtype=str(dtype).removeprefix("torch."),
         size=size,
-        gflops=round(rates[-1], 1),
-        median_gflops=round(rates[len(rates) // 2], 1),
+        gflops=round(rates[-1], 2),
+        median_gflops=round(rates[len(rates) // 2], 2),
         threads=torch.get_num_threads(),
     )

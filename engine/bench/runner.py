@@ -136,8 +136,15 @@ def _forget_sam_masks() -> None:
         reseg_clip.SHARED_MASK_CACHE = type(cache)()
 
 
-def run_case(case: BenchCase, input_path: Path, workdir: Path, keep_labels: Path | None = None) -> dict:
-    """Warm-up and timed runs of ``case`` on ``input_path``; raw measurements (see report.summarise)."""
+def run_case(
+    case: BenchCase,
+    input_path: Path,
+    workdir: Path,
+    keep_labels: Path | None = None,
+    warmup_input: Path | None = None,
+) -> dict:
+    """Warm-up runs (on ``warmup_input`` if given) and timed runs of ``case`` on ``input_path``; raw
+    measurements (see report.summarise)."""
     import torch
 
     from engine.cli.segment import prepare_job, run_segment
@@ -166,22 +173,31 @@ def run_case(case: BenchCase, input_path: Path, workdir: Path, keep_labels: Path
         }
     finally:
         job.prepared.source.close()
+    templates = len(getattr(method, "templates", ()) or ())
+    # Text embeddings are cached per model: only the first run encodes queries × templates sentences.
+    text_flop = fl.clip_text_flops(queries * templates) if templates else None
     del method
-    seconds, first_seconds, record = [], None, {}
+    seconds, first_seconds, first_text_seconds, record = [], None, None, {}
     for index in range(case.warmup + case.repeats):
         _forget_sam_masks()
         gc.collect()
         if case.device == "cuda":
             torch.cuda.synchronize()
+        warming = index < case.warmup
         began = time.perf_counter()
-        result = run_segment(options, models=models)
+        if warming and warmup_input is not None:
+            warm_options = {**options, "input": str(warmup_input), "out": str(workdir / "warmup.tif")}
+            result = run_segment(warm_options, models=models)
+        else:
+            result = run_segment(options, models=models)
         if case.device == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - began
-        record = result.record
         if index == 0:
             first_seconds = elapsed
-        if index >= case.warmup:
+            first_text_seconds = result.record.get("timings_s", {}).get("text")
+        if not warming:
+            record = result.record
             seconds.append(elapsed)
     cost = record.get("method", {}).get("cost", {})
     passes = cost.get("sam_encoder_passes") if case.method == "reseg-clip" else None
@@ -195,6 +211,9 @@ def run_case(case: BenchCase, input_path: Path, workdir: Path, keep_labels: Path
         **sizes,
         "seconds": seconds,
         "first_run_seconds": first_seconds,
+        "first_run_text_seconds": first_text_seconds,
+        "first_run_text_gflop": round(text_flop / 1e9, 1) if text_flop else None,
+        "text_sentences": queries * templates,
         "model_load_seconds": load_seconds,
         "flop_by_part": flop_parts,
         "sam_encoder_passes": passes,
@@ -207,7 +226,7 @@ def run_case(case: BenchCase, input_path: Path, workdir: Path, keep_labels: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Subprocess entry: ``CASE.json RESULT.json [INPUT [LABELS_COPY]]``."""
+    """Subprocess entry: ``CASE.json RESULT.json INPUT [LABELS_COPY [WARMUP_INPUT]]``."""
     import resource
 
     argv = sys.argv[1:] if argv is None else argv
@@ -215,12 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     result_path = Path(argv[1])
     input_path = Path(argv[2])
     keep = Path(argv[3]) if len(argv) > 3 and argv[3] else None
+    warmup_input = Path(argv[4]) if len(argv) > 4 and argv[4] else None
     logging.basicConfig(level=logging.ERROR)
     import warnings
 
     warnings.simplefilter("ignore")  # random-weight warnings, once per run, would drown the report
     try:
-        result = run_case(case, input_path, result_path.parent / "work", keep)
+        result = run_case(case, input_path, result_path.parent / "work", keep, warmup_input)
     except Exception as exc:  # the parent records the failure as the case's result
         log.exception("case %s failed", case.name)
         result = {"error": f"{type(exc).__name__}: {exc}"}

@@ -141,7 +141,8 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
     if input_path is None:
         return skipped(case.name, case.method, case.device, case.dtype, f"input raster absent: {tile}")
     labels = work / f"labels_{index}.tif"
-    raw = run_isolated(case, input_path, keep_labels=labels)
+    warmup = resolve_raster(case, work, tile, case.warmup_raster) if case.warmup_raster else None
+    raw = run_isolated(case, input_path, keep_labels=labels, warmup_input=warmup)
     if "error" in raw or "skipped" in raw:
         record = skipped(case.name, case.method, case.device, case.dtype, raw.get("skipped", ""))
         if "error" in raw:
@@ -169,6 +170,9 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
             "input": case.raster,
             "options": case.options,
             "first_run_seconds": round(raw.get("first_run_seconds") or 0.0, 3),
+            "first_run_text_seconds": raw.get("first_run_text_seconds"),
+            "first_run_text_gflop": raw.get("first_run_text_gflop"),
+            "text_sentences": raw.get("text_sentences"),
             "model_load_seconds": round(raw.get("model_load_seconds") or 0.0, 3),
             "batch_size": raw.get("batch_size"),
             "sam_cost": raw.get("sam_cost"),

@@ -7,11 +7,13 @@ The option names here are the contract shared with the worker (``engine.cli.work
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.errors import Cancelled, UserError
 
@@ -41,6 +43,21 @@ DEFAULTS: dict = {
     "overwrite": False,
     "batch_size": None,
     "tile_size": None,
+    # ReSeg-CLIP only (MethodOptions.extra, see engine.methods.reseg.factory):
+    "sam": None,  # SAM weights: registry name or checkpoint file
+    "schedule": None,  # per-block attention schedule text
+    "sam_window": None,  # longest side of a SAM window, working pixels
+    "mask_cache": None,  # folder of the on-disk SAM mask cache
+    "sam_parameter_sets": None,  # JSON list of SAM parameter-set objects, or a .json file holding one
+}
+
+#: Option name → ``MethodOptions.extra`` key, for the method-specific options above.
+EXTRA_OPTION_KEYS = {
+    "sam": "sam",
+    "schedule": "schedule",
+    "sam_window": "sam_window",
+    "mask_cache": "mask_cache_dir",
+    "sam_parameter_sets": "sam_parameter_sets",
 }
 
 
@@ -101,6 +118,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-size", type=int, metavar="PIXELS", help="working pixels per read tile (memory)"
     )
+    reseg = parser.add_argument_group("ReSeg-CLIP (--method reseg-clip)")
+    reseg.add_argument("--sam", metavar="NAME|FILE", help="SAM weights: registry name or checkpoint file")
+    reseg.add_argument(
+        "--schedule",
+        metavar="TEXT",
+        help="attention per vision block, e.g. '18*full,sam1,sam2,sam3,sam4,2*self' "
+        "(default: the reference pattern scaled to the model's depth)",
+    )
+    reseg.add_argument(
+        "--sam-window",
+        type=int,
+        metavar="PX",
+        help="longest side of a SAM window in working pixels (default 896; at least the crop size)",
+    )
+    reseg.add_argument(
+        "--mask-cache",
+        metavar="DIR",
+        help="keep SAM masks in this folder, so later runs on the same imagery skip SAM",
+    )
+    reseg.add_argument(
+        "--sam-parameter-sets",
+        metavar="JSON|FILE",
+        help="SAM generator settings replacing the reference's four sets: a JSON list of objects "
+        "(points_per_side, pred_iou_thresh, stability_score_thresh, min_mask_region_area, ...) or a file",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -129,7 +171,12 @@ def resolve_options(raw: Mapping) -> dict:
 def prepare_job(raw: Mapping) -> Job:
     """Validate a request fully (vocabulary, raster, bands, bbox, GSD, outputs) before any model loads."""
     from engine.device import resolve_device
-    from engine.methods.registry import METHODS, MethodOptions, random_weights_requested
+    from engine.methods.registry import (
+        METHODS,
+        MethodOptions,
+        default_crop_geometry,
+        random_weights_requested,
+    )
     from engine.pipeline import PipelineSettings, SegmentRequest, prepare
     from engine.vocabulary import build_vocabulary
 
@@ -155,7 +202,8 @@ def prepare_job(raw: Mapping) -> Job:
         threshold=float(options["threshold"]),
         overwrite=bool(options["overwrite"]),
     )
-    prepared = prepare(request, settings=pipeline_settings(options, PipelineSettings))
+    crop_size, crop_stride = default_crop_geometry(options["method"])
+    prepared = prepare(request, crop_size, crop_stride, settings=pipeline_settings(options, PipelineSettings))
     dtype = options["dtype"] or ("float32" if device == "cpu" else "bfloat16")
     method_options = MethodOptions(
         clip=options["clip"],
@@ -166,8 +214,64 @@ def prepare_job(raw: Mapping) -> Job:
         device=device,
         random_weights=random_weights_requested(options["random_weights"]),
         seed=int(options["seed"]),
+        extra=method_extra(options),
     )
     return Job(options, vocabulary, prepared, device, method_options)
+
+
+def method_extra(options: Mapping) -> dict:
+    """``MethodOptions.extra`` from the method-specific options; refuses options the method lacks."""
+    from engine.methods.registry import METHOD_EXTRA_OPTIONS
+
+    given = {name: options[name] for name in EXTRA_OPTION_KEYS if options.get(name) is not None}
+    accepted = METHOD_EXTRA_OPTIONS.get(options["method"], frozenset())
+    refused = sorted(name for name in given if EXTRA_OPTION_KEYS[name] not in accepted)
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        users = sorted(m for m, keys in METHOD_EXTRA_OPTIONS.items() if keys)
+        raise UserError(f"{flags} only apply to --method {' or '.join(users)}, not {options['method']}")
+    extra = {}
+    for name, value in given.items():
+        if name == "sam_window":
+            value = _positive_int(value, "--sam-window")
+        elif name == "sam_parameter_sets":
+            value = parse_parameter_sets(value)
+        elif name in ("sam", "schedule", "mask_cache"):
+            value = str(value)
+        extra[EXTRA_OPTION_KEYS[name]] = value
+    return extra
+
+
+def _positive_int(value, flag: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} must be a whole number of pixels, got {value!r}") from None
+    if number <= 0 or number != float(value):
+        raise UserError(f"{flag} must be a positive whole number of pixels, got {value!r}")
+    return number
+
+
+def parse_parameter_sets(value) -> list[dict]:
+    """SAM parameter sets from a JSON list of objects, its text, or a .json file holding it."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            path = Path(text)
+            if not path.is_file():
+                raise UserError(f"--sam-parameter-sets: {text} is neither a JSON list nor an existing file")
+            text = path.read_text(encoding="utf-8")
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"--sam-parameter-sets is not valid JSON: {exc}") from None
+    if not isinstance(value, list) or not value or not all(isinstance(item, dict) for item in value):
+        raise UserError(
+            "--sam-parameter-sets must be a non-empty JSON list of objects, e.g. "
+            '[{"points_per_side": 4, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5, '
+            '"min_mask_region_area": 500}]'
+        )
+    return [dict(item) for item in value]
 
 
 def pipeline_settings(options: Mapping, settings_type=None):

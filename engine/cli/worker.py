@@ -7,7 +7,9 @@ Requests
                                                        (input, classes, vocabulary, out, confidence, bands,
                                                        bbox, bbox_crs, gsd, device, threshold, templates,
                                                        attention, clip, upsampler, dtype, random_weights,
-                                                       seed, overwrite, method, batch_size, tile_size)
+                                                       seed, overwrite, method, batch_size, tile_size;
+                                                       reseg-clip only: sam, schedule, sam_window,
+                                                       mask_cache, sam_parameter_sets)
   {"id": "r2", "command": "estimate", "args": {...}}  sizes/tiles/crops, no model, nothing written
   {"id": "r3", "command": "info"}                      interpreter, versions, devices, GPU memory
   {"command": "cancel", "id": "r1"}                    stop r1 (running or queued)
@@ -176,6 +178,7 @@ class Worker:
 
     def estimate(self, args: dict) -> dict:
         from engine.cli.segment import pipeline_settings, resolve_options
+        from engine.methods.registry import default_crop_geometry
         from engine.pipeline import SegmentRequest, estimate
 
         options = resolve_options(args)
@@ -188,7 +191,8 @@ class Worker:
             bbox_crs=options["bbox_crs"],
             gsd=float(options["gsd"]) if options["gsd"] is not None else None,
         )
-        return estimate(request, settings=pipeline_settings(options))
+        crop_size, crop_stride = default_crop_geometry(options["method"])
+        return estimate(request, crop_size, crop_stride, settings=pipeline_settings(options))
 
     def segment(self, key: str | None, args: dict) -> dict:
         from engine.cli.segment import run_segment

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from engine.errors import UserError
+from engine.methods.reseg.factory import EXTRA_OPTIONS, create_reseg_clip
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,27 @@ def _segearth_ov(options: MethodOptions, models: ModelCache):
 
 
 MethodFactory = Callable[[MethodOptions, ModelCache], object]
-METHODS: dict[str, MethodFactory] = {"segearth-ov": _segearth_ov}
+METHODS: dict[str, MethodFactory] = {"segearth-ov": _segearth_ov, "reseg-clip": create_reseg_clip}
 DEFAULT_METHOD = "segearth-ov"
+
+#: Options in ``MethodOptions.extra`` that only some methods understand (others refuse them).
+METHOD_EXTRA_OPTIONS: dict[str, frozenset[str]] = {"segearth-ov": frozenset(), "reseg-clip": EXTRA_OPTIONS}
+
+
+def default_crop_geometry(name: str) -> tuple[int, int]:
+    """(crop size, crop stride) in working pixels that method ``name`` uses by default, so a run can be
+    planned (and estimated) before the model loads. SegEarth-OV: 224 / 112; ReSeg-CLIP: 224 / 224."""
+    if name == "reseg-clip":
+        from engine.methods.reseg_clip import ResegClipSettings
+
+        defaults = ResegClipSettings()
+    elif name == "segearth-ov":
+        from engine.methods.segearth_ov import SegEarthOVSettings
+
+        defaults = SegEarthOVSettings()
+    else:
+        raise UserError(f"unknown method {name!r}: use one of {', '.join(sorted(METHODS))}")
+    return int(defaults.crop_size), int(defaults.crop_stride)
 
 
 def create_method(name: str, options: MethodOptions, models: ModelCache | None = None):

@@ -138,7 +138,7 @@ class ResegClip:
             sam_window_px=self.settings.sam_window_px,
             cache=mask_cache,
             cost=self.cost,
-            model_identity=str(self.sam_info.get("sha256") or self.sam_info.get("name") or id(sam_model)),
+            model_identity=self._sam_identity(sam_model),
         )
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(self.settings.pixel_mean, device=self.device).view(shape) * 255
@@ -147,6 +147,16 @@ class ResegClip:
         self.query_features: torch.Tensor | None = None
         self._window_ids: np.ndarray | None = None  # (K, H, W) of the prepared window
 
+    def _sam_identity(self, sam_model: nn.Module) -> str:
+        """What distinguishes this SAM's masks in the cache key: its weights' digest, else its name
+        (plus the seed: random SAMs of one architecture differ by seed), else the object itself."""
+        if self.sam_info.get("sha256"):
+            return str(self.sam_info["sha256"])
+        if self.sam_info.get("name"):
+            seed = self.sam_info.get("seed")
+            return str(self.sam_info["name"]) + (f"|seed={seed}" if seed is not None else "")
+        return str(id(sam_model))
+
     @property
     def crop_size(self) -> int:
         return self.settings.crop_size
@@ -154,6 +164,11 @@ class ResegClip:
     @property
     def crop_stride(self) -> int:
         return self.settings.crop_stride
+
+    @property
+    def logit_scale(self) -> float:
+        """Scale the pipeline applies before the softmax (the reference: 1, raw cosines)."""
+        return self.settings.logit_scale
 
     def set_queries(self, queries: list[str]) -> None:
         if not queries:

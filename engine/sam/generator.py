@@ -21,8 +21,16 @@ from engine.sam.parameter_sets import SamParameterSet
 from engine.sam.shared_embedding import SharedEmbeddingPredictor
 from engine.sam.stats import SegmentationCost
 
-#: Prompt points decoded together (segment-anything's default; memory vs. speed only).
+#: Prompt points decoded together at most (segment-anything's default; memory vs. speed only).
 POINTS_PER_BATCH = 64
+#: Bound on mask logits held per decoder batch (points × 3 masks × window pixels; ~200 MB of float32):
+#: on a 896² window 64 points would hold 616 MB of masks plus several working copies.
+MASK_VALUES_PER_BATCH = 50_000_000
+
+
+def points_per_batch_for(height: int, width: int) -> int:
+    """Points per decoder batch for an (height, width) window, within MASK_VALUES_PER_BATCH."""
+    return max(1, min(POINTS_PER_BATCH, MASK_VALUES_PER_BATCH // (3 * height * width)))
 
 
 class EmptySafeMaskGenerator(SamAutomaticMaskGenerator):
@@ -41,14 +49,15 @@ class EmptySafeMaskGenerator(SamAutomaticMaskGenerator):
 
 
 def generator_for(
-    sam_model, params: SamParameterSet, window_px: int, predictor=None
+    sam_model, params: SamParameterSet, shape: tuple[int, int], predictor=None
 ) -> EmptySafeMaskGenerator:
-    """A generator for a window whose longer side is ``window_px``, point grid scaled to keep the
-    reference density; ``predictor`` (if given) replaces the generator's own, to share embeddings."""
+    """A generator for a window of ``shape`` (H, W) pixels, point grid scaled to keep the reference
+    density; ``predictor`` (if given) replaces the generator's own, to share embeddings. The points per
+    batch only bound memory: the masks do not depend on them."""
     generator = EmptySafeMaskGenerator(
         sam_model,
-        points_per_side=params.points_per_side_for(window_px),
-        points_per_batch=POINTS_PER_BATCH,
+        points_per_side=params.points_per_side_for(max(shape)),
+        points_per_batch=points_per_batch_for(*shape),
         pred_iou_thresh=params.pred_iou_thresh,
         stability_score_thresh=params.stability_score_thresh,
         crop_n_layers=params.crop_n_layers,
@@ -80,7 +89,7 @@ class WindowMaskGenerator:
         try:
             for row, index in enumerate(set_indices):
                 generator = generator_for(
-                    self.sam_model, self.parameter_sets[index], max(height, width), self.predictor
+                    self.sam_model, self.parameter_sets[index], (height, width), self.predictor
                 )
                 records = generator.generate(window)
                 maps[row] = paint_id_map([r["segmentation"] for r in records], (height, width))

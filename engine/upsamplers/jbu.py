@@ -68,22 +68,28 @@ class JointBilateralUpsampler(nn.Module):
         squared = (offsets[:, None] ** 2 + offsets[None, :] ** 2).flatten()
         return torch.exp(-squared / (2 * self.sigma_spatial**2))
 
-    def _range_kernel_last(self, guidance: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, d²) channels-last range kernel (see ``range_kernel``)."""
+    def _range_logits_last(self, guidance: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, d²) channels-last temperature-scaled similarities (the range softmax's input)."""
         keys = _pointwise(self.range_proj, guidance.permute(0, 2, 3, 1))
         logits = neighbour_dot_products(keys.contiguous(), self.radius)
-        temperature = self.range_temp.exp().clamp(*RANGE_TEMPERATURE_BOUNDS)
-        return F.softmax(temperature * logits, dim=-1)
+        return logits.mul_(self.range_temp.exp().clamp(*RANGE_TEMPERATURE_BOUNDS))
 
     def range_kernel(self, guidance: torch.Tensor) -> torch.Tensor:
         """(B, d², H, W) softmax over taps of the scaled similarity of projected guidance to neighbours."""
-        return self._range_kernel_last(guidance).permute(0, 3, 1, 2)
+        return F.softmax(self._range_logits_last(guidance), dim=-1).permute(0, 3, 1, 2)
 
     def bilateral_kernel(self, guidance: torch.Tensor) -> torch.Tensor:
         """(B, H, W, d, d) per-pixel kernels for guidance (B, G, H, W)."""
         # Channels-last throughout: taps are the last axis, the 1×1 convs are plain matrix products.
-        combined = self._range_kernel_last(guidance) * self.spatial_kernel()
-        combined = combined / combined.sum(-1, keepdim=True).clamp(KERNEL_SUM_FLOOR)
+        spatial = self.spatial_kernel()
+        logits = self._range_logits_last(guidance)
+        if spatial.min() >= KERNEL_SUM_FLOOR:
+            # softmax(l)·s / Σ softmax(l)·s = softmax(l + log s) when the sum cannot fall below the floor
+            # (it is at least min s): one pass over the taps instead of four.
+            combined = F.softmax(logits.add_(spatial.log()), dim=-1)
+        else:
+            combined = F.softmax(logits, dim=-1) * spatial
+            combined = combined / combined.sum(-1, keepdim=True).clamp(KERNEL_SUM_FLOOR)
         fixup_input = torch.cat([combined, guidance.permute(0, 2, 3, 1).to(combined.dtype)], dim=-1)
         combined = combined + KERNEL_FIXUP_WEIGHT * _pointwise(self.fixup_proj, fixup_input)
         batch, height, width, _ = combined.shape

@@ -63,7 +63,8 @@ def neighbour_dot_products(
         n_rows = last - first
         band = padded[:, first * tile : last * tile + 2 * radius]
         # (B, n, tw, K, S, S) windows overlapping by 2r -> (B, n, tw, K, S²)
-        windows = band.unfold(1, span, tile).unfold(2, span, tile).reshape(batch, n_rows, tiles_w, key_dim, -1)
+        windows = band.unfold(1, span, tile).unfold(2, span, tile)
+        windows = windows.reshape(batch, n_rows, tiles_w, key_dim, span * span)
         centre = centres[:, first * tile : last * tile].reshape(batch, n_rows, tile, tiles_w, tile, key_dim)
         centre = centre.permute(0, 1, 3, 2, 4, 5).reshape(batch, n_rows, tiles_w, tile * tile, key_dim)
         gram = torch.matmul(centre, windows)  # (B, n, tw, T², S²)

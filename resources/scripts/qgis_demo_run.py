@@ -27,6 +27,7 @@ GSD_M = float(os.environ.get("RS_OVSEG_DEMO_GSD", "0.5"))
 VOCABULARY = "building,roof; road,street; tree; water; cropland,field; grass; bare soil"
 SCREEN = (1600, 1000)
 DOCK_WIDTH_PX = 430
+LAYERS_WIDTH_PX = 360
 POLL_MS = 150
 GIVE_UP_S = 420
 
@@ -80,7 +81,15 @@ def set_up() -> None:
     state["dock"] = dock
     dock.show()
     dock.raise_()
-    window.resizeDocks([dock], [DOCK_WIDTH_PX], Qt.Orientation.Horizontal)
+    browser = window.findChild(QDockWidget, "Browser")
+    if browser is not None:  # the Layers panel gets the whole left side: the legend is the point here
+        browser.hide()
+    layers_panel = window.findChild(QDockWidget, "Layers")
+    docks, widths = [dock], [DOCK_WIDTH_PX]
+    if layers_panel is not None:
+        docks.append(layers_panel)
+        widths.append(LAYERS_WIDTH_PX)
+    window.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
     dock.vocabulary_editor.set_vocabulary(
         Vocabulary.from_lines(VOCABULARY.replace(";", "\n"), "Köln land cover")
     )
@@ -96,6 +105,8 @@ def set_up() -> None:
 
 
 def before_run() -> None:
+    iface.mapCanvas().setExtent(state["layer"].extent())  # the canvas has its final size by now
+    iface.mapCanvas().refresh()
     QTimer.singleShot(500, lambda: (shoot("run_before.png"), start_run()))
 
 
@@ -122,11 +133,10 @@ def after_run() -> None:
         shoot("run_failed.png")
         finish(1)
         return
-    root = QgsProject.instance().layerTreeRoot()
-    for node in root.children():
-        node.setExpanded(True)
-        for child in getattr(node, "children", list)():
-            child.setExpanded(True)
+    view = iface.layerTreeView()
+    view.expandAll()  # the run's group and its layers' legends (class names and colours)
+    input_node = QgsProject.instance().layerTreeRoot().findLayer(state["layer"].id())
+    view.collapse(view.layerTreeModel().node2index(input_node))
     iface.mapCanvas().refresh()
     QTimer.singleShot(2500, lambda: (shoot("run_after.png"), finish(0)))
 

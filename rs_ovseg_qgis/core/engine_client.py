@@ -85,6 +85,8 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self._stderr_thread: threading.Thread | None = None
+        self._readers: list[threading.Thread] = []
+        self._closing = False  # set by stop(): reader threads then stay silent (QGIS may be exiting)
         self.starts = 0
         self.last_exit_reason: str | None = None  # why the previous worker ended, for the user
 
@@ -126,23 +128,33 @@ class EngineClient:
             )
             self.starts += 1
             process = self._process
-            threading.Thread(target=self._read_stdout, args=(process,), daemon=True).start()
+            self._closing = False
+            stdout_reader = threading.Thread(target=self._read_stdout, args=(process,), daemon=True)
             self._stderr_thread = threading.Thread(target=self._read_stderr, args=(process,), daemon=True)
-            self._stderr_thread.start()
+            self._readers = [stdout_reader, self._stderr_thread]
+            for reader in self._readers:
+                reader.start()
 
     def stop(self) -> None:
-        """Ask the worker to shut down, then make sure it has."""
+        """Ask the worker to shut down, then make sure it has and that its reader threads ended."""
         with self._lock:
             process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            process.stdin.write(json.dumps({"command": "shutdown"}) + "\n")
-            process.stdin.flush()
-            process.wait(STOP_GRACE_S)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait(STOP_GRACE_S)
+            self._closing = True
+        if process is not None and process.poll() is None:
+            try:
+                process.stdin.write(json.dumps({"command": "shutdown"}) + "\n")
+                process.stdin.flush()
+                process.wait(STOP_GRACE_S)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait(STOP_GRACE_S)
+        for reader in self._readers:
+            reader.join(STOP_GRACE_S)  # they end at the pipes' EOF
+        self._readers = []
+
+    def _log_unless_closing(self, level: str, message: str) -> None:
+        if not self._closing:
+            self._log(level, message)
 
     def _wait_for_exit(self) -> None:
         process = self._process
@@ -168,13 +180,13 @@ class EngineClient:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
-                self._log("warning", f"engine wrote a line that is not JSON: {line[:200]}")
+                self._log_unless_closing("warning", f"engine wrote a line that is not JSON: {line[:200]}")
                 continue
             target = self._queues.get(str(event.get("id")))
             if target is not None:
                 target.put(event)
             elif event.get("event") == "log":
-                self._log(event.get("level", "info"), event.get("message", ""))
+                self._log_unless_closing(event.get("level", "info"), event.get("message", ""))
         for target in list(self._queues.values()):  # wake every waiter: the worker is gone
             target.put({"event": "_eof"})
 
@@ -183,7 +195,7 @@ class EngineClient:
             line = line.rstrip()
             if line:
                 self._stderr_tail.append(line)
-                self._log("info", line)
+                self._log_unless_closing("info", line)
 
     def _send(self, message: dict) -> None:
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from qgis.core import Qgis, QgsMessageLog
+from qgis.core import Qgis, QgsApplication, QgsMessageLog
 
 from .engine_client import EngineClient, EngineCommand
 from .paths import engine_source_dir
@@ -38,7 +38,20 @@ def shared_client() -> EngineClient:
             _client = None
         if _client is None:
             _client = EngineClient(command, log=log)
+            _stop_when_qgis_quits()
         return _client
+
+
+_quit_hooked = False
+
+
+def _stop_when_qgis_quits() -> None:
+    """Stop the worker before QGIS tears down (its reader threads must not outlive Qt)."""
+    global _quit_hooked
+    application = QgsApplication.instance()
+    if application is not None and not _quit_hooked:
+        application.aboutToQuit.connect(shutdown)
+        _quit_hooked = True
 
 
 def shutdown() -> None:

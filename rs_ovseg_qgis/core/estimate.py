@@ -9,10 +9,12 @@ grid, and writing the VRT costs nothing, unlike rendering the map.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from osgeo import gdal
-from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle, QgsTask
+from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from .capture import CaptureResult, metres_to_map_units, pixel_size
 from .engine_client import EngineClient, EngineError
@@ -69,27 +71,43 @@ def format_estimate(result: dict) -> str:
     return text + "".join(f"\n⚠ {warning}" for warning in warnings)
 
 
-class EstimateTask(QgsTask):
-    """Sends one ``estimate`` request in the background; ``result`` or ``error`` afterwards.
+class EstimateJob(QObject):
+    """Sends one ``estimate`` request on a background thread; ``done`` fires on the main thread.
 
-    The client is resolved on the main thread and handed in: the task touches no settings or layers.
-    Hidden from the task manager's list where QGIS can (3.26+): it is quick and frequent.
+    Not a QgsTask: QGIS 3.22 cannot hide a task, and every estimate (one per change of the extent or
+    resolution) would then end with a "Task complete" message. The client is resolved on the main
+    thread and handed in: the thread touches no settings or layers. ``result`` or ``error`` afterwards.
     """
 
-    def __init__(self, client: EngineClient, args: dict):
-        flags = QgsTask.CanCancel | QgsTask.CancelWithoutPrompt
-        if hasattr(QgsTask, "Hidden"):
-            flags |= QgsTask.Hidden
-        super().__init__("RS OVSeg: estimate", flags)
+    done = pyqtSignal()
+
+    def __init__(self, client: EngineClient, args: dict, parent: QObject | None = None):
+        super().__init__(parent)
         self.client = client
         self.args = args
         self.result: dict | None = None
         self.error = ""
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rs_ovseg_estimate")
 
-    def run(self) -> bool:
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait for the thread to end (after ``cancel``); True if it has."""
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
         try:
-            self.result = self.client.request("estimate", self.args, is_cancelled=self.isCanceled)
+            self.result = self.client.request("estimate", self.args, is_cancelled=self._cancelled.is_set)
         except EngineError as error:
             self.error = str(error)
-            return False
-        return True
+        except OSError as error:  # the worker could not be started at all
+            self.error = f"the engine could not start: {error}"
+        if not self._cancelled.is_set():  # after cancel the receiver may be gone
+            self.done.emit()  # queued to the main thread: this object lives there

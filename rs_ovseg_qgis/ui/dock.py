@@ -59,7 +59,7 @@ from ..core.capture import (
 )
 from ..core.diagnostics import EngineDiagnosticsTask
 from ..core.engine_setup import EngineSetupTask
-from ..core.estimate import EstimateTask, estimate_args, format_estimate, rendered_grid_stand_in
+from ..core.estimate import EstimateJob, estimate_args, format_estimate, rendered_grid_stand_in
 from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
 from ..core.segment_run import RunPlan, SegmentRun
 from ..core.settings import base_python, engine_python, managed_venv_dir, set_engine_python, venv_python
@@ -78,6 +78,9 @@ DEFAULT_VOCABULARY_PRESET = "OpenEarthMap"
 ESTIMATE_DELAY_MS = 400
 
 
+ESTIMATE_STOP_WAIT_S = 5.0  # an estimate answers within a second once told to cancel
+
+
 class RsOvsegDock(QDockWidget):
     """Collects the vocabulary and the extent, runs the engine and shows progress."""
 
@@ -93,6 +96,8 @@ class RsOvsegDock(QDockWidget):
         self._estimable = False  # an extent and a resolution that give a pixel size
         self._estimate_generation = 0  # answers to older requests are dropped
         self.last_estimate: dict | None = None
+        self.estimates_sent = 0
+        self._estimates: list[EstimateJob] = []  # in flight, kept alive for their signal
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
@@ -107,6 +112,7 @@ class RsOvsegDock(QDockWidget):
 
         # --- vocabulary
         vocabulary_box = QgsCollapsibleGroupBox("Vocabulary", body)
+        self.vocabulary_box = vocabulary_box
         vocabulary_layout = QVBoxLayout(vocabulary_box)
         self.vocabulary_editor = VocabularyEditor(vocabulary_box)
         self.vocabulary_editor.preset_combo.setCurrentText(DEFAULT_VOCABULARY_PRESET)
@@ -258,6 +264,7 @@ class RsOvsegDock(QDockWidget):
         project.readProject.connect(self._project_read)
         project.cleared.connect(self.load_project_state)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.save_vocabulary_to_project)
+        self.vocabulary_editor.model.vocabularyChanged.connect(self.update_vocabulary_title)
         self.load_project_state()
 
     def _project_read(self, _document) -> None:
@@ -267,9 +274,10 @@ class RsOvsegDock(QDockWidget):
         """Before the dock goes (plugin unload): stop a run and estimates, let go of the project's signals."""
         self._closed = True
         self._estimate_timer.stop()
-        for task in self._tasks:
-            if isinstance(task, EstimateTask):
-                task.cancel()
+        for job in self._estimates:
+            job.cancel()
+        for job in self._estimates:
+            job.wait(ESTIMATE_STOP_WAIT_S)
         if self.run is not None and self.run.is_running():
             self.run.cancel()
         project = QgsProject.instance()
@@ -299,9 +307,17 @@ class RsOvsegDock(QDockWidget):
         model.set_vocabulary(vocabulary)
         model.blockSignals(False)
         self.vocabulary_editor.table.reset()
+        self.update_vocabulary_title()
         self.output_widget.blockSignals(True)
         self.output_widget.setFilePath(str(output_dir(project)))
         self.output_widget.blockSignals(False)
+
+    def update_vocabulary_title(self) -> None:
+        """The group's title names the vocabulary in use (the preset list only offers others)."""
+        vocabulary = self.vocabulary()
+        count = len(vocabulary.classes)
+        plural = "es" if count != 1 else ""
+        self.vocabulary_box.setTitle(f"Vocabulary: {vocabulary.name} ({count} class{plural})")
 
     def save_vocabulary_to_project(self) -> None:
         QgsProject.instance().writeEntry(PROJECT_SCOPE, PROJECT_VOCABULARY, self.vocabulary().to_json())
@@ -400,7 +416,7 @@ class RsOvsegDock(QDockWidget):
         return rendered_grid_stand_in(QgsRectangle(extent), extent.crs(), gsd, path)
 
     def start_estimate(self) -> None:
-        """Ask the engine (in a background task) for the run's pixels and windows."""
+        """Ask the engine (on a background thread) for the run's pixels and windows."""
         if self._closed or not self._estimable:
             return
         generation = self._estimate_generation
@@ -415,28 +431,29 @@ class RsOvsegDock(QDockWidget):
             self._set_size_text(self._size_text, f"engine: no estimate ({error})")
             return
         args = estimate_args(capture, options if isinstance(options, dict) else {})
-        task = EstimateTask(engine_service.shared_client(), args)
+        job = EstimateJob(engine_service.shared_client(), args, parent=self)
 
         def done() -> None:
             if self._closed:
                 return
-            self._tasks.remove(task)
+            self._estimates.remove(job)
+            job.deleteLater()
             with contextlib.suppress(OSError):
                 stand_in.unlink(missing_ok=True)
             if generation != self._estimate_generation:
                 return  # the choices changed meanwhile; a newer estimate is on its way
-            if task.result is not None:
-                self.last_estimate = task.result
-                self._set_size_text(self._size_text, format_estimate(task.result))
+            if job.result is not None:
+                self.last_estimate = job.result
+                self._set_size_text(self._size_text, format_estimate(job.result))
             else:
                 self.last_estimate = None
-                self._set_size_text(self._size_text, f"engine: no estimate ({task.error})")
-                engine_service.log("warning", f"estimate failed: {task.error}")
+                self._set_size_text(self._size_text, f"engine: no estimate ({job.error})")
+                engine_service.log("warning", f"estimate failed: {job.error}")
 
-        task.taskCompleted.connect(done)
-        task.taskTerminated.connect(done)
-        self._tasks.append(task)
-        QgsApplication.taskManager().addTask(task)
+        job.done.connect(done)
+        self._estimates.append(job)
+        self.estimates_sent += 1
+        job.start()
 
     def use_selection_extent(self) -> None:
         layer = self.iface.activeLayer() if self.iface is not None else None

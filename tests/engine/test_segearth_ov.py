@@ -128,3 +128,33 @@ def test_protocol_settings_and_description(clip, caplog):
         SegEarthOVSettings(crop_stride=300)
     with pytest.raises(UserError):
         method.set_queries([])
+
+
+@torch.no_grad()
+def test_batched_crops_equal_one_at_a_time(clip):
+    torch.manual_seed(1)
+    method = _method(clip, upsampler=build_upsampler("jbu_one", 32))
+    crops = _crops(3, 48, 32, seed=5)
+    together = method.crop_logits(crops)
+    for index in range(3):
+        alone = method.crop_logits(crops[index : index + 1])
+        torch.testing.assert_close(together[index : index + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_dtype_names_and_auto(clip, monkeypatch):
+    from engine import precision
+
+    model, tokenizer = clip
+    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)
+    try:
+        method = SegEarthOV(model, tokenizer, SegEarthOVSettings(templates="remote-sensing"), dtype="auto")
+        assert method.dtype is torch.bfloat16 and method.describe()["dtype"] == "bfloat16"
+        method.set_queries(QUERIES)
+        assert method.query_features.dtype == torch.float32  # text embeddings keep full precision
+        logits = method.crop_logits(_crops(1, 32, 32, seed=6))
+        assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+        with pytest.raises(UserError):
+            SegEarthOV(model, tokenizer, dtype="half-ish")
+    finally:
+        model.float()  # the module-scoped model is shared with the other tests

@@ -207,7 +207,7 @@ def test_real_featup_jbu_stack_checkpoint():
 
 
 def _slow_neighbour_dot_products(keys, radius):
-    """One tap at a time over the reflect-padded key map: logits[..., i·d + j] = <k[y, x], k̃[y + i, x + j]>."""
+    """One tap at a time over the reflect-padded keys: logits[..., i·d + j] = <k[y, x], k̃[y + i, x + j]>."""
     channels_first = keys.permute(0, 3, 1, 2)
     padded = reflect_pad(channels_first, radius)
     height, width = keys.shape[1:3]
@@ -255,3 +255,16 @@ def test_low_res_channel_map_equals_residual_conv_at_full_resolution(kind):
     training = upsampler.train()
     torch.manual_seed(0)
     assert training(source, image).shape == expected.shape  # dropout path keeps the reference order
+
+
+@torch.no_grad()
+def test_bilateral_kernel_with_a_vanishing_spatial_term_uses_the_floor():
+    """σ so small that corner taps underflow: the normaliser's floor path, still the per-pixel definition."""
+    step = _randomised_step(radius=2, seed=4)
+    step.sigma_spatial.fill_(0.05)
+    assert step.spatial_kernel().min() < 1e-7
+    guidance = torch.randn(1, 3, 5, 4, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(
+        step.bilateral_kernel(guidance)[0], _slow_bilateral_kernel(step, guidance), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(step.range_kernel(guidance).sum(1), torch.ones(1, 5, 4))

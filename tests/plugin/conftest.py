@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget
 
 
@@ -48,6 +51,21 @@ class RecordingIface:
         return [
             d for d in self._iface.mainWindow().findChildren(QDockWidget) if d.objectName() == object_name
         ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_up_before_qgis_exits(qgis_app):
+    """Torn down before pytest-qgis exits QGIS (it depends on ``qgis_app``): the shared engine worker and
+    its reader threads stop, widgets scheduled for deletion are deleted and Python's garbage is
+    collected while Qt is still alive. Otherwise the interpreter's final collection destroys Qt
+    wrappers after QGIS has gone, which crashes the process after every test passed."""
+    yield
+    from rs_ovseg_qgis.core import engine_service
+
+    engine_service.shutdown()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 @pytest.fixture

@@ -65,6 +65,7 @@ def test_the_table_edits_and_the_project_keeps_the_vocabulary(dock, tmp_path):
     editor.table.selectRow(3)
     editor.move(-1)
     assert editor.vocabulary().class_names() == ["water", "road", "building", "tree"]
+    assert dock.vocabulary_box.title() == "Vocabulary: mine (4 classes)"
     editor.table.selectRow(0)
     editor.remove_selected()
     assert editor.vocabulary().class_names() == ["road", "building", "tree"]
@@ -184,14 +185,6 @@ def test_errors_go_to_the_message_bar(dock):
     assert dock.run is None
 
 
-def estimate_tasks_added() -> list[str]:
-    """Descriptions of the tasks the task manager receives from now on."""
-    added: list[str] = []
-    manager = QgsApplication.taskManager()
-    manager.taskAdded.connect(lambda task_id: added.append(manager.task(task_id).description()))
-    return added
-
-
 def sliding_windows(size: int, crop: int = 224, stride: int = 112) -> int:
     """Windows of a sliding window along one axis, the last one flush with the end (obvious form)."""
     starts, position = [], 0
@@ -210,7 +203,7 @@ def test_the_engine_estimate_of_pixels_and_windows_is_shown_before_a_run(
     layer = add_koeln()
     dock.layer_combo.setLayer(layer)
     dock.engine_options_edit.setText(TINY_ENGINE_OPTIONS_JSON)
-    added = estimate_tasks_added()
+    sent = dock.estimates_sent
     dock.extent_widget.setOutputExtentFromUser(
         QgsRectangle(346_000, 5_647_600, 346_400, 5_648_000), layer.crs()
     )
@@ -218,7 +211,7 @@ def test_the_engine_estimate_of_pixels_and_windows_is_shown_before_a_run(
         dock.gsd_spin.setValue(gsd)
     assert dock.size_label.text().endswith("engine: estimating…")
     wait_for(lambda: dock.last_estimate is not None, 60)
-    assert added.count("RS OVSeg: estimate") == 1
+    assert dock.estimates_sent == sent + 1
     estimate = dock.last_estimate
     assert estimate["output_size"] == [800, 800]  # 400 m of the layer's 0.5 m grid
     assert estimate["working_size"] == [400, 400]  # 400 m at 1 m per pixel

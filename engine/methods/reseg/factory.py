@@ -16,7 +16,8 @@ from __future__ import annotations
 from engine.errors import UserError
 
 _SAM_MODELS: dict[tuple, tuple] = {}
-_KNOWN_EXTRA = {"sam", "schedule", "sam_window", "mask_cache_dir", "sam_parameter_sets"}
+#: The ``MethodOptions.extra`` keys ReSeg-CLIP understands (see the module docstring).
+EXTRA_OPTIONS = frozenset({"sam", "schedule", "sam_window", "mask_cache_dir", "sam_parameter_sets"})
 
 
 def load_sam_cached(spec: str | None, *, random_weights: bool, seed: int):
@@ -36,9 +37,9 @@ def create_reseg_clip(options, models):
     from engine.sam.parameter_sets import parameter_set_from_dict
 
     extra = dict(options.extra or {})
-    unknown = set(extra) - _KNOWN_EXTRA
+    unknown = set(extra) - EXTRA_OPTIONS
     if unknown:
-        raise UserError(f"unknown ReSeg-CLIP options {sorted(unknown)}; known: {sorted(_KNOWN_EXTRA)}")
+        raise UserError(f"unknown ReSeg-CLIP options {sorted(unknown)}; known: {sorted(EXTRA_OPTIONS)}")
     common = dict(
         random_weights=options.random_weights, seed=options.seed, device=options.device, dtype=options.dtype
     )
@@ -56,12 +57,16 @@ def create_reseg_clip(options, models):
                     "name": f"random-{sam_spec}",
                     "architecture": sam_spec,
                     "random_weights": True,
+                    "seed": options.seed,
                 },
             )
         else:
             sam, sam_info = load_sam_cached(sam_spec, random_weights=True, seed=options.seed)
     else:
         sam, sam_info = load_sam_cached(sam_spec, random_weights=False, seed=options.seed)
+    if options.random_weights:
+        # Random SAMs of one architecture differ by seed: the seed must be part of the mask-cache key.
+        sam_info = {**sam_info, "seed": options.seed}
     settings = {}
     if options.templates:
         settings["templates"] = options.templates
