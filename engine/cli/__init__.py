@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from engine import __version__
+from engine.errors import UserError
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -41,4 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = chosen if chosen in COMMANDS else None
     args = build_parser(chosen).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as error:  # a command that did not report it itself: still a message, not a trace
+        print(f"error: {error}", file=sys.stderr)
+        return 2
