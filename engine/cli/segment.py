@@ -37,7 +37,7 @@ DEFAULTS: dict = {
     "attention": None,
     "clip": None,
     "upsampler": None,
-    "dtype": None,  # float32 on CPU; bfloat16 on a GPU
+    "dtype": "auto",  # bf16 on CPUs with bf16 matrix units and on GPUs, else float32
     "random_weights": False,
     "seed": 0,
     "overwrite": False,
@@ -74,9 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--vocabulary", metavar="FILE", help="classes from a .json file or a SegEarth-OV .txt file"
     )
-    parser.add_argument(
-        "--method", default=DEFAULTS["method"], help="segmentation method (default segearth-ov)"
-    )
+    parser.add_argument("--method", default=DEFAULTS["method"], help="segearth-ov (default) or reseg-clip")
     parser.add_argument(
         "--out", required=True, metavar="OUT.tif", help="class raster to write (uint8 GeoTIFF)"
     )
@@ -106,7 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--clip", metavar="NAME|FILE", help="CLIP weights: registry name or checkpoint file")
     parser.add_argument("--upsampler", metavar="NAME|FILE|none", help="feature upsampler; none = bilinear")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model precision")
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="model precision (default auto: bfloat16 where the CPU has bf16 matrix units or on a GPU, "
+        "else float32; the upsampler stays float32)",
+    )
     parser.add_argument(
         "--random-weights",
         action="store_true",
@@ -204,7 +207,7 @@ def prepare_job(raw: Mapping) -> Job:
     )
     crop_size, crop_stride = default_crop_geometry(options["method"])
     prepared = prepare(request, crop_size, crop_stride, settings=pipeline_settings(options, PipelineSettings))
-    dtype = options["dtype"] or ("float32" if device == "cpu" else "bfloat16")
+    dtype = options["dtype"] or "auto"
     method_options = MethodOptions(
         clip=options["clip"],
         upsampler=options["upsampler"],

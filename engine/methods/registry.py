@@ -47,12 +47,13 @@ class MethodOptions:
         return asdict(self)
 
 
-def torch_dtype(name: str):
-    import torch
+def torch_dtype(name: str, device: str = "cpu"):
+    """The torch dtype for a --dtype name; "auto" picks by device (engine.precision.choose_dtype)."""
+    from engine.precision import AUTO, resolve_dtype
 
-    if name not in DTYPES:
-        raise UserError(f"unknown --dtype {name!r}: use one of {', '.join(DTYPES)}")
-    return getattr(torch, name)
+    if name not in (AUTO, *DTYPES):
+        raise UserError(f"unknown --dtype {name!r}: use one of {AUTO}, {', '.join(DTYPES)}")
+    return resolve_dtype(name, device)
 
 
 def _loading_module():
@@ -144,7 +145,7 @@ def _segearth_ov(options: MethodOptions, models: ModelCache):
         settings,
         upsampler,
         device=options.device,
-        dtype=torch_dtype(options.dtype),
+        dtype=torch_dtype(options.dtype, options.device),
         model_info=clip_info,
         upsampler_info=upsampler_info,
     )

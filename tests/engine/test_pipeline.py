@@ -324,3 +324,104 @@ def test_estimate_needs_no_model_and_writes_nothing(tmp_path):
     assert summary["crops"] == 9  # 3 x 3 crops of 224 with stride 112 over 448
     assert summary["pixels"] == 1_000_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+# ---------------------------------------------------------------- window hook (ReSeg-CLIP's contract)
+
+
+class WindowMethod(ContextMethod):
+    """A ContextMethod with the window hook: it keeps the prepared tile image and its origin, and checks
+    that every crop handed to ``crop_logits`` is exactly the prepared image's pixels at its origin."""
+
+    def __init__(self, *args, oom_once: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.window = None
+        self.windows: list[tuple[tuple[int, int], tuple[int, int]]] = []  # (origin, (H, W))
+        self.released = 0
+        self.crops_checked = 0
+        self.oom_once = oom_once
+        self.batch_sizes: list[int] = []
+
+    def prepare_window(self, window: torch.Tensor, origin=None) -> None:
+        assert self.window is None, "the previous window was not released"
+        assert window.dtype == torch.uint8 and window.shape[0] == 3
+        self.window = window.clone()
+        self.windows.append((tuple(origin), tuple(window.shape[1:])))
+
+    def release_window(self) -> None:
+        self.window = None
+        self.released += 1
+
+    def crop_logits(self, crops: torch.Tensor, origins=None) -> torch.Tensor:
+        assert self.window is not None and origins is not None and len(origins) == len(crops)
+        self.batch_sizes.append(len(crops))
+        if self.oom_once and len(crops) > 1:
+            self.oom_once = False
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB (simulated)")
+        h, w = crops.shape[-2:]
+        for crop, (r, c) in zip(crops, origins):
+            assert torch.equal(crop, self.window[:, r : r + h, c : c + w]), (r, c)
+            self.crops_checked += 1
+        return super().crop_logits(crops)
+
+
+def test_window_hook_gets_each_tile_with_its_origin_and_crops_with_theirs(tmp_path):
+    image = random_image(90, 110, seed=4)
+    src = write_raster(tmp_path / "in.tif", image)
+    settings = PipelineSettings(tile_working=40, batch_size=3)
+    plain, _ = run(tmp_path, src, "plain", settings, 0.5)
+    method = WindowMethod(oom_once=True)
+    hooked, _ = run(tmp_path, src, "hooked", settings, 0.5, method=method)
+    # Same crops and logits as a method without the hook (the hook only adds information).
+    assert np.array_equal(read(plain.out), read(hooked.out))
+    assert method.crops_checked == hooked.record["windows"]["crops_evaluated"]
+    # One prepare/release per tile; each window's origin is its region's start in the working raster.
+    prepared = prepare(SegmentRequest(input=src, gsd=0.5), CROP, STRIDE, settings, check_outputs=False)
+    prepared.source.close()
+    expected = [
+        ((row.region[0], col.region[0]), (row.region[1] - row.region[0], col.region[1] - col.region[0]))
+        for row, col in prepared.plan.tiles()
+    ]
+    assert method.windows == expected and len(expected) > 4
+    assert method.released == len(expected)
+    # The simulated out-of-memory error halved the batch; origins stayed aligned (checked per crop).
+    assert method.batch_sizes[:2] == [3, 1] and hooked.record["windows"]["batch_size"] == 1
+    assert "prepare_window" in hooked.record["timings_s"]
+
+
+def test_window_is_released_when_a_crop_fails(tmp_path):
+    src = write_raster(tmp_path / "in.tif", random_image(40, 40))
+
+    class Failing(WindowMethod):
+        def crop_logits(self, crops, origins=None):
+            raise ValueError("broken model")
+
+    method = Failing()
+    with pytest.raises(ValueError, match="broken model"):
+        run(tmp_path, src, "o", PipelineSettings(), 0.5, method=method)
+    assert method.released == 1 and method.window is None
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_method_logit_scale_is_used_unless_the_settings_give_one(tmp_path):
+    image = random_image(40, 50, seed=3)
+    src = write_raster(tmp_path / "in.tif", image)
+
+    class RawCosine(ContextMethod):
+        logit_scale = 1.0
+
+    method = RawCosine()
+    result, _ = run(
+        tmp_path, src, "raw", PipelineSettings(), 0.5, method=method, confidence=str(tmp_path / "c.tif")
+    )
+    assert result.record["settings"]["logit_scale"] == 1.0
+    reference = RawCosine()
+    reference.set_queries(VOCAB.queries())
+    _labels, ref_conf, _ = slow_segment(
+        image, 40, 50, reference, VOCAB.query_to_class(), VOCAB.thresholds(0.1), scale=1.0
+    )
+    np.testing.assert_allclose(read(tmp_path / "c.tif"), ref_conf, atol=2e-6)
+    forced, _ = run(tmp_path, src, "forced", PipelineSettings(logit_scale=50.0), 0.5, method=RawCosine())
+    assert forced.record["settings"]["logit_scale"] == 50.0
+    plain, _ = run(tmp_path, src, "plain", PipelineSettings(), 0.5)
+    assert plain.record["settings"]["logit_scale"] == 50.0

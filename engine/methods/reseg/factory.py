@@ -86,7 +86,7 @@ def create_reseg_clip(options, models):
         sam,
         ResegClipSettings(**settings),
         device=options.device,
-        dtype=torch_dtype(options.dtype),
+        dtype=torch_dtype(options.dtype, options.device),
         model_info=clip_info,
         sam_info=sam_info,
     )

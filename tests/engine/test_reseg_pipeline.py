@@ -1,0 +1,232 @@
+"""ReSeg-CLIP wired into the engine: ``segment --method reseg-clip`` end to end with tiny random CLIP and
+SAM, the on-disk mask cache across vocabularies, the worker's option names, and bad options.
+
+SAM's automatic mask generator on random weights is slow even for the tiny SAM (~1 s per parameter set
+and SAM window on this machine), so the runs here use ONE parameter set without crop layers
+(``--sam-parameter-sets``) and the schedule ``sam1,self``; the reference's four sets are covered by
+tests/engine/test_reseg_method.py and tests/engine/test_sam_masks.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal, osr
+
+from engine.cli import main
+from engine.cli.segment import method_extra, parse_parameter_sets, resolve_options
+from engine.errors import UserError
+
+gdal.UseExceptions()
+ONE_SET = json.dumps(
+    [
+        {
+            "points_per_side": 2,
+            "pred_iou_thresh": 0,
+            "stability_score_thresh": 0,
+            "min_mask_region_area": 0,
+            "crop_n_layers": 0,
+        }
+    ]
+)
+TINY = ["--method", "reseg-clip", "--clip", "RSOVSeg-Tiny-ViT-16", "--random-weights", "--gsd", "1"]
+FAST_SAM = ["--sam-parameter-sets", ONE_SET, "--schedule", "sam1,self"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models on a shared 2-core machine: one intra-op thread avoids spinning against other jobs.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_raster(path, width=96, height=80):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 3, gdal.GDT_Byte)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        band = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        band[20:60, 30:80] = 60 * i  # one flat block SAM may segment
+        ds.GetRasterBand(i + 1).WriteArray(band)
+    ds.SetGeoTransform((400000.0, 1.0, 0.0, 5600000.0, 0.0, -1.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    ds.SetProjection(srs.ExportToWkt())
+    ds = None
+    return str(path)
+
+
+@pytest.fixture()
+def raster(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return make_raster(folder / "in.tif")
+
+
+def segment(*argv):
+    return main(["segment", *map(str, argv), "--quiet"])
+
+
+def test_segment_end_to_end_and_the_mask_cache_spares_sam_for_a_new_vocabulary(tmp_path, raster, capsys):
+    cache = tmp_path / "masks"
+    out = tmp_path / "a.tif"
+    classes = ["--class", "building,roof", "--class", "road", "--class", "tree"]
+    code = segment(raster, *classes, "--out", out, *TINY, *FAST_SAM, "--mask-cache", cache)
+    assert code == 0, capsys.readouterr().err
+    labels = gdal.Open(str(out)).ReadAsArray()
+    assert labels.shape == (80, 96) and labels.dtype == np.uint8 and labels.max() <= 3
+    record = json.loads((tmp_path / "a.json").read_text())
+    method = record["method"]
+    assert method["method"] == "reseg-clip" and method["schedule"] == "full,sam1,self"
+    cost = method["cost"]
+    # Read after the run: one 96x80 SAM window, one encoder pass, real SAM and CLIP time.
+    assert cost["sam_encoder_passes"] == 1 and cost["sam_windows_computed"] == 1
+    assert cost["sam_seconds"] > 0 and cost["clip_seconds"] > 0
+    assert (record["settings"]["crop_size"], record["settings"]["crop_stride"]) == (224, 224)
+    assert record["settings"]["logit_scale"] == 1.0  # the reference softmaxes raw cosines
+    assert record["method_options"]["extra"]["mask_cache_dir"] == str(cache)
+    assert record["method_options"]["extra"]["sam_parameter_sets"][0]["points_per_side"] == 2
+    assert record["timings_s"]["prepare_window"] > 0
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    # Another vocabulary, same imagery and cache folder: no SAM encoder pass at all.
+    code = segment(
+        raster,
+        "--class",
+        "water",
+        "--class",
+        "field",
+        "--out",
+        tmp_path / "b.tif",
+        *TINY,
+        *FAST_SAM,
+        "--mask-cache",
+        cache,
+    )
+    assert code == 0, capsys.readouterr().err
+    cost = json.loads((tmp_path / "b.json").read_text())["method"]["cost"]
+    assert cost["sam_encoder_passes"] == 0 and cost["sam_windows_cached"] == 1
+    assert cost["sam_windows_computed"] == 0 and cost["clip_seconds"] > 0
+    assert gdal.Open(str(tmp_path / "b.tif")).ReadAsArray().max() <= 2
+
+
+def test_schedule_longer_than_the_model_is_a_clear_error(tmp_path, raster, capsys):
+    out = tmp_path / "o.tif"
+    code = segment(raster, "--class", "road", "--out", out, *TINY, "--schedule", "2*full,sam1,sam2,self")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "names 5 blocks" in err and "has only 3" in err
+    assert not out.exists() and not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize(
+    "extra_args, message",
+    [
+        (["--method", "segearth-ov", "--sam", "tiny"], "only apply to --method reseg-clip"),
+        (["--method", "reseg-clip", "--sam-parameter-sets", "[1, 2]"], "non-empty JSON list of objects"),
+        (["--method", "reseg-clip", "--sam-parameter-sets", "nofile.json"], "neither a JSON list"),
+        (
+            [
+                "--method",
+                "reseg-clip",
+                "--sam-parameter-sets",
+                '[{"points_per_side": 0, "pred_iou_thresh": 0.5,'
+                ' "stability_score_thresh": 0.5, "min_mask_region_area": 1}]',
+            ],
+            "points_per_side must be at least 1",
+        ),
+        (["--method", "reseg-clip", "--sam-window", "100"], "at least one crop"),
+    ],
+)
+def test_bad_reseg_options_fail_before_writing(extra_args, message, tmp_path, raster, capsys):
+    out = tmp_path / "o.tif"
+    args = ["--clip", "RSOVSeg-Tiny-ViT-16", "--random-weights"]
+    assert segment(raster, "--class", "road", "--out", out, *args, *extra_args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_option_mapping_into_method_extra(tmp_path):
+    sets_file = tmp_path / "sets.json"
+    sets_file.write_text(ONE_SET)
+    options = resolve_options(
+        {
+            "input": "x.tif",
+            "method": "reseg-clip",
+            "sam": "sam-vit-b",
+            "schedule": "sam1,self",
+            "sam_window": 448,
+            "mask_cache": str(tmp_path),
+            "sam_parameter_sets": str(sets_file),
+        }
+    )
+    assert method_extra(options) == {
+        "sam": "sam-vit-b",
+        "schedule": "sam1,self",
+        "sam_window": 448,
+        "mask_cache_dir": str(tmp_path),
+        "sam_parameter_sets": json.loads(ONE_SET),
+    }
+    assert method_extra(resolve_options({"input": "x.tif"})) == {}
+    assert parse_parameter_sets(json.loads(ONE_SET)) == json.loads(ONE_SET)  # worker: JSON already parsed
+    with pytest.raises(UserError, match="whole number"):
+        method_extra({**options, "sam_window": "big"})
+
+
+def test_worker_accepts_the_same_option_names(tmp_path, raster):
+    from engine.cli.worker import Channel, Worker
+
+    stream = io.StringIO()
+    worker = Worker(Channel(stream))
+    base = {
+        "input": raster,
+        "method": "reseg-clip",
+        "clip": "RSOVSeg-Tiny-ViT-16",
+        "random_weights": True,
+        "gsd": 0.2,
+    }
+    worker.handle({"id": "e1", "command": "estimate", "args": base})
+    worker.handle({"id": "e2", "command": "estimate", "args": {**base, "method": "segearth-ov"}})
+    args = {
+        **base,
+        "gsd": 1,
+        "classes": ["road", "tree"],
+        "out": str(tmp_path / "w.tif"),
+        "sam_parameter_sets": json.loads(ONE_SET),
+        "schedule": "sam1,self",
+        "mask_cache": str(tmp_path / "masks"),
+        "sam_window": 224,
+    }
+    worker.handle({"id": "s1", "command": "segment", "args": args})
+    finals = {
+        m["id"]: m
+        for m in map(json.loads, stream.getvalue().splitlines())
+        if m["event"] != "progress" and m["event"] != "log"
+    }
+    # Working grid 480x400 at 0.2 m: ReSeg-CLIP tiles 224-px crops without overlap (3 x 2 crops), while
+    # SegEarth-OV slides them by 112 px (4 x 3): estimates are planned with the method's own crop grid.
+    assert finals["e1"]["result"]["working_size"] == [480, 400]
+    assert finals["e1"]["result"]["crops"] == 6 and finals["e2"]["result"]["crops"] == 12
+    assert finals["s1"]["event"] == "result", finals["s1"]
+    record = finals["s1"]["result"]["record"]
+    assert record["method"]["settings"]["sam_window_px"] == 224
+    assert record["method"]["cost"]["sam_encoder_passes"] == 1
+    assert Path(finals["s1"]["result"]["out"]).exists()
+
+
+def test_random_sams_of_different_seeds_never_share_cached_masks():
+    from engine.methods.registry import MethodOptions, ModelCache, create_method
+
+    def fingerprint(seed):
+        options = MethodOptions(clip="RSOVSeg-Tiny-ViT-16", random_weights=True, seed=seed)
+        method = create_method("reseg-clip", options, ModelCache())
+        return method.masks._fingerprint, method.describe()["sam"]["seed"]
+
+    (first, seed0), (again, _), (other, seed1) = fingerprint(0), fingerprint(0), fingerprint(1)
+    assert first == again and first != other and (seed0, seed1) == (0, 1)
