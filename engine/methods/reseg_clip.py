@@ -175,7 +175,7 @@ class ResegClip:
             raise UserError("the vocabulary is empty: give at least one class name")
         self.queries = list(queries)
         self.query_features = encode_queries(
-            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=self.dtype
+            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=torch.float32
         )
 
     # -- SAM side -------------------------------------------------------------------------------------

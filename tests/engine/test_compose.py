@@ -22,11 +22,8 @@ TEMPLATES = ["a satellite image of a {}", "an aerial image of a {}", "a photo of
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs tiny models (see conftest)."""
 
 
 def collapse_text(model):

@@ -22,12 +22,8 @@ SETS = (SamParameterSet("fine", 2, 0.0, 0.0, 0), SamParameterSet("coarse", 2, 0.
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: one intra-op thread avoids spinning against other jobs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs tiny models (see conftest)."""
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from osgeo import gdal, osr
 
 from engine.cli import main
@@ -39,12 +38,8 @@ FAST_SAM = ["--sam-parameter-sets", ONE_SET, "--schedule", "sam1,self"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: one intra-op thread avoids spinning against other jobs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs tiny models (see conftest)."""
 
 
 def make_raster(path, width=96, height=80):

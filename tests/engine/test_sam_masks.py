@@ -74,15 +74,8 @@ def tiny_sam_small_input(image_size: int = 256, prompt_dim: int = 32, seed: int 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: one intra-op thread avoids spinning against other jobs
-    # (measured 0.15 s vs 1.9 s for the same tiny SAM run under load).
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs tiny models (see conftest)."""
 
 
 @pytest.fixture(scope="module")
