@@ -26,14 +26,60 @@ def clear_text_cache() -> None:
     _cache.clear()
 
 
+def _trimmable(model) -> bool:
+    """True for open_clip's CLIP text tower with a causal mask and end-of-text pooling: then a sentence's
+    embedding depends only on its tokens up to the end-of-text token, and padding may be cut off."""
+    mask = getattr(model, "attn_mask", None)
+    return (
+        hasattr(model, "token_embedding")
+        and mask is not None
+        and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+        and _is_causal(mask)
+    )
+
+
+def _is_causal(mask: torch.Tensor) -> bool:
+    """-inf strictly above the diagonal, finite on and below it."""
+    above = torch.ones_like(mask, dtype=torch.bool).triu(1)
+    return bool(torch.isinf(mask[above]).all()) and bool(torch.isfinite(mask[~above]).all())
+
+
+def _encode_trimmed(model, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's ``encode_text`` on tokens cut after the batch's last non-padding token.
+
+    Why: CLIP pads every prompt to 77 tokens while prompts end by token ~12; the causal mask means no
+    token before the end-of-text token sees the padding, so cutting it gives the same embedding for
+    about a sixth of the work. Shapes: tokens (N, 77) -> (N, D).
+    """
+    from open_clip.transformer import text_global_pool
+
+    length = int((tokens != 0).sum(dim=1).max())
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+
 def _encode_sentences(model, tokenizer: Callable, sentences: list[str], device, dtype) -> torch.Tensor:
-    """(N, D) L2-normalised text embeddings of ``sentences``, encoded in batches."""
+    """(N, D) L2-normalised text embeddings of ``sentences``, encoded in batches of similar length."""
+    tokens = tokenizer(sentences)
+    trim = _trimmable(model)
+    # Batches of similar length lose least to padding; the order is restored at the end.
+    order = torch.argsort((tokens != 0).sum(dim=1), stable=True) if trim else torch.arange(len(tokens))
     parts = []
     for start in range(0, len(sentences), TEXT_BATCH_SIZE):
-        tokens = tokenizer(sentences[start : start + TEXT_BATCH_SIZE]).to(device)
-        features = model.encode_text(tokens).to(dtype)
-        parts.append(F.normalize(features.float(), dim=-1))
-    return torch.cat(parts)
+        batch = tokens[order[start : start + TEXT_BATCH_SIZE]].to(device)
+        features = _encode_trimmed(model, batch) if trim else model.encode_text(batch)
+        parts.append(F.normalize(features.to(dtype).float(), dim=-1))
+    embeddings = torch.empty_like(torch.cat(parts))
+    embeddings[order.to(embeddings.device)] = torch.cat(parts)
+    return embeddings
 
 
 @torch.no_grad()

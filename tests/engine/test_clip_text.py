@@ -84,13 +84,8 @@ def test_cache_skips_the_text_encoder(clip, monkeypatch):
     clear_text_cache()
     templates = ["a photo of a {}.", "an aerial image of a {}"]
     calls = []
-    original = model.encode_text
-
-    def counting(tokens, *args, **kwargs):
-        calls.append(tokens.shape[0])
-        return original(tokens, *args, **kwargs)
-
-    monkeypatch.setattr(model, "encode_text", counting)
+    # Every pass through the text encoder starts at the token embedding: count sentences there.
+    hook = model.token_embedding.register_forward_hook(lambda _m, inputs, _out: calls.append(len(inputs[0])))
     first = encode_queries(model, tokenizer, ["water", "tree"], templates)
     assert calls == [4]  # one batch with every (query, template) sentence
     again = encode_queries(model, tokenizer, ["tree", "water"], templates)
@@ -103,3 +98,38 @@ def test_cache_skips_the_text_encoder(clip, monkeypatch):
     with pytest.raises(ValueError):
         encode_queries(model, tokenizer, [], templates)
     assert torch.isfinite(first).all()
+    hook.remove()
+
+
+def test_padding_is_cut_without_changing_any_embedding(clip, monkeypatch):
+    """Sentences of very different lengths, across several batches: the trimmed, length-sorted encoding
+    equals open_clip's own full-length ``encode_text``, in the original order."""
+    from engine.clip import text
+
+    model, tokenizer = clip
+    sentences = [
+        "a",
+        "a photo of a very very very long and winding road seen from far above the city",
+        "water",
+        "an aerial image of a building",
+        "a low resolution satellite image of a tree",
+    ] * 3
+    monkeypatch.setattr(text, "TEXT_BATCH_SIZE", 4)
+    assert text._trimmable(model)
+    with torch.no_grad():
+        full = torch.nn.functional.normalize(model.encode_text(tokenizer(sentences)).float(), dim=-1)
+    trimmed = text._encode_sentences(model, tokenizer, sentences, "cpu", torch.float32)
+    torch.testing.assert_close(trimmed, full, rtol=0, atol=1e-5)
+
+
+def test_a_model_without_a_causal_mask_is_encoded_at_full_length(clip):
+    from engine.clip import text
+
+    model, _ = clip
+    original = model.attn_mask
+    try:
+        model.attn_mask = torch.zeros_like(original)  # bidirectional: padding would matter
+        assert not text._trimmable(model)
+    finally:
+        model.attn_mask = original
+    assert text._trimmable(model)
