@@ -136,6 +136,14 @@ def _forget_sam_masks() -> None:
         reseg_clip.SHARED_MASK_CACHE = type(cache)()
 
 
+def _matmul_peak(case: BenchCase):
+    import torch
+
+    from engine.bench.peak import measure_matmul_peak
+
+    return measure_matmul_peak(case.device, getattr(torch, case.dtype), seconds=case.peak_seconds)
+
+
 def run_case(
     case: BenchCase,
     input_path: Path,
@@ -178,7 +186,10 @@ def run_case(
     text_flop = fl.clip_text_flops(queries * templates) if templates else None
     del method
     seconds, first_seconds, first_text_seconds, record = [], None, None, {}
+    peaks = []
     for index in range(case.warmup + case.repeats):
+        if index == case.warmup:
+            peaks.append(_matmul_peak(case))
         _forget_sam_masks()
         gc.collect()
         if case.device == "cuda":
@@ -199,6 +210,7 @@ def run_case(
         if not warming:
             record = result.record
             seconds.append(elapsed)
+    peaks.append(_matmul_peak(case))
     cost = record.get("method", {}).get("cost", {})
     passes = cost.get("sam_encoder_passes") if case.method == "reseg-clip" else None
     if passes:
@@ -216,6 +228,9 @@ def run_case(
         "text_sentences": queries * templates,
         "model_load_seconds": load_seconds,
         "flop_by_part": flop_parts,
+        # The machine's peak right before and right after the timed runs, under the same load.
+        "peak_gflops": max(p.gflops for p in peaks),
+        "peak_gflops_before_after": [p.gflops for p in peaks],
         "sam_encoder_passes": passes,
         "sam_cost": cost or None,
         "stage_seconds": timings,

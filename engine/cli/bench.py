@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.methods.registry import torch_dtype
 
     devices = _devices(args.device)
-    cases = default_suite(devices, quick=args.quick, repeats=args.repeats)
+    cases = default_suite(devices, quick=args.quick, repeats=args.repeats, peak_seconds=args.peak_seconds)
     if args.cases:
         cases = [c for c in cases if any(fnmatch.fnmatch(c.name, p) for p in args.cases)]
     if args.list:
@@ -161,7 +161,7 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
         working_size=tuple(raw["working_size"]),
         seconds=raw["seconds"],
         flop_by_part=raw["flop_by_part"],
-        peak_gflops=peaks.get((case.device, case.dtype)),
+        peak_gflops=raw.get("peak_gflops") or peaks.get((case.device, case.dtype)),
         peak_rss_bytes=raw.get("peak_rss_bytes"),
         sam_encoder_passes=raw.get("sam_encoder_passes"),
         stage_seconds=raw.get("stage_seconds", {}),
@@ -169,6 +169,8 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
         extra={
             "input": case.raster,
             "options": case.options,
+            "peak_gflops_before_after": raw.get("peak_gflops_before_after"),
+            "peak_gflops_suite_start": peaks.get((case.device, case.dtype)),
             "first_run_seconds": round(raw.get("first_run_seconds") or 0.0, 3),
             "first_run_text_seconds": raw.get("first_run_text_seconds"),
             "first_run_text_gflop": raw.get("first_run_text_gflop"),

@@ -59,8 +59,12 @@ def test_tiny_case_through_the_cli_emits_every_field(tmp_path):
     assert record["working_gsd_m"] == pytest.approx(0.5 * 1000 / 448, rel=1e-5)
     assert record["repeats"] == 1 and record["seconds"] > 0
     assert record["gflop"] > 0 and record["crops_evaluated"] >= 1
-    assert record["peak_gflops"] == peak
-    assert record["mfu"] == pytest.approx(record["achieved_gflops"] / peak, abs=1e-3)
+    # MFU uses the peak measured in the case's own process around its timed runs (same load).
+    assert record["peak_gflops"] == max(record["peak_gflops_before_after"]) > 0
+    assert record["peak_gflops_suite_start"] == peak
+    # achieved_gflops is rounded to 0.01: allow that rounding in the ratio
+    case_peak = record["peak_gflops"]
+    assert record["mfu"] == pytest.approx(record["achieved_gflops"] / case_peak, abs=0.006 / case_peak + 1e-4)
     assert record["peak_rss_bytes"] > 50 * 2**20
     assert record["sam_encoder_passes"] is None  # SegEarth-OV runs no SAM
     assert "inference" in record["stage_seconds"]
