@@ -37,7 +37,15 @@ from engine.raster.writer import (
     sidecar_path,
 )
 from engine.scoring import ScoringSettings, score
-from engine.tiling import AxisTile, TilePlan, output_sampling, plan_tiles, resample_bilinear
+from engine.tiling import (
+    TilePlan,
+    aligned_extent,
+    crop_users,
+    kept_extent,
+    output_sampling,
+    plan_tiles,
+    resample_bilinear,
+)
 from engine.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -100,7 +108,7 @@ class PreparedRun:
             "working_pixels": self.working.width * self.working.height,
             "tiles": self.plan.tile_count,
             "crops": self.plan.unique_crops,
-            "crop_evaluations": self.plan.crop_runs,
+            "crop_evaluations": self.plan.crop_evaluations,
             "warnings": list(self.warnings),
         }
 
@@ -246,32 +254,115 @@ class _CropRunner:
         return np.concatenate(outputs)
 
 
-def _average_logits(image: np.ndarray, row: AxisTile, col: AxisTile, plan: TilePlan, run, on_batch):
+@dataclass
+class _KeptCrop:
+    """Logits of an evaluated crop kept for later tiles: (Q, h, w) float32 at working (row, col)
+    ``origin``, cut to the pixels later tiles need; dropped after ``last_tile`` (row, col)."""
+
+    origin: tuple[int, int]
+    logits: np.ndarray
+    last_tile: tuple[int, int]
+
+
+class _CropStore:
+    """Evaluated crop logits that later tiles reuse, so every crop is evaluated exactly once.
+
+    Tiles run in row-major order, so a crop is kept while a later tile in its tile row, or a tile in a
+    later tile row, uses it; only the pixels those tiles need are kept. Bound: the crops shared with the
+    next tile row across the whole raster width (about crop/stride + 1 crop rows, cut to the rows the
+    next tile row needs) plus those shared with the next tile of the current row, × Q × 4 bytes per pixel.
+    For SegEarth-OV (crop 224, stride 112) that is roughly Q × (needed rows shared, ≤ ~340) × 2 × working
+    width × 4 bytes: it grows with the raster's width (one row of tiles), never with its height."""
+
+    def __init__(self, plan: TilePlan) -> None:
+        self.plan = plan
+        self.row_users = crop_users(plan.rows, len(plan.row_spans))
+        self.col_users = crop_users(plan.cols, len(plan.col_spans))
+        self.kept: dict[tuple[int, int], _KeptCrop] = {}
+        self.bytes = 0
+        self.peak_bytes = 0
+
+    def get(self, key: tuple[int, int]) -> _KeptCrop | None:
+        return self.kept.get(key)
+
+    def keep(self, key: tuple[int, int], logits: np.ndarray, tile: tuple[int, int]) -> None:
+        """Keep what later tiles need of crop ``key`` = (i, j) evaluated in ``tile`` = (r, c)."""
+        (i, j), (r, c) = key, tile
+        (_, r_last), (c_first, c_last) = self.row_users[i], self.col_users[j]
+        later_rows = r < r_last
+        later_in_row = c < c_last
+        if not (later_rows or later_in_row):
+            return
+        rows = range(r if later_in_row else r + 1, r_last + 1)
+        cols = range(c_first if later_rows else c + 1, c_last + 1)
+        (y0, _), (x0, _) = self.plan.row_spans[i], self.plan.col_spans[j]
+        ky0, ky1 = kept_extent(self.plan.row_spans[i], self.plan.rows, rows)
+        kx0, kx1 = kept_extent(self.plan.col_spans[j], self.plan.cols, cols)
+        part = np.array(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])  # a copy: frees the batch
+        self.kept[key] = _KeptCrop((ky0, kx0), part, (r_last, c_last))
+        self.bytes += part.nbytes
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def finish_tile(self, tile: tuple[int, int]) -> None:
+        """Drop the crops whose last user is ``tile`` (or an earlier tile, when tiles were skipped)."""
+        for key in [k for k, kept in self.kept.items() if kept.last_tile <= tile]:
+            self.bytes -= self.kept.pop(key).logits.nbytes
+
+
+def _tile_crops(row, col) -> list[tuple[int, int]]:
+    """(row, col) crop indices a tile uses, in global row-major order."""
+    return [(i, j) for i in range(*row.crops) for j in range(*col.crops)]
+
+
+def _average_logits(image, image_origin, tile, plan: TilePlan, run, store: _CropStore, on_batch):
     """Mean logits (Q, h, w) over the tile's needed working pixels, from every crop touching them.
 
-    ``image`` is the tile's working image (3, H, W) covering ``row.region`` × ``col.region``; each crop's
-    origin handed to the method is its (row, col) inside that image."""
+    ``image`` (3, H, W) is the tile's working image with its top-left at working ``image_origin``; it
+    covers the tile's ``region``. Crops kept by ``store`` are reused, the others are evaluated (the
+    origin handed to the method is the crop's (row, col) inside ``image``) and kept when later tiles
+    need them. Crop logits are added in global row-major order in every tile, reused or not: the same
+    float sums whatever the tile size."""
+    row, col = plan.rows[tile[0]], plan.cols[tile[1]]
     r_off, c_off = row.region[0], col.region[0]
-    crops, places = [], []
-    for i in range(*row.crops):
-        y0, y1 = plan.row_spans[i]
-        for j in range(*col.crops):
-            x0, x1 = plan.col_spans[j]
-            crops.append(image[:, y0 - r_off : y1 - r_off, x0 - c_off : x1 - c_off])
-            places.append((y0 - r_off, y1 - r_off, x0 - c_off, x1 - c_off))
+    order = _tile_crops(row, col)
+    position = {key: n for n, key in enumerate(order)}
+    fresh_keys = [key for key in order if store.get(key) is None]
     total = count = None
-    step = max(1, run.batch_size)
-    for start in range(0, len(crops), step):
-        origins = [(y0, x0) for y0, _, x0, _ in places[start : start + step]]
-        logits = run(np.stack(crops[start : start + step]), origins)
+    added = 0
+
+    def add(origin: tuple[int, int], logits: np.ndarray, span: tuple[int, int, int, int]) -> None:
+        nonlocal total, count
         if total is None:
-            total = np.zeros((logits.shape[1], image.shape[1], image.shape[2]), dtype=np.float32)
-            count = np.zeros(image.shape[1:], dtype=np.float32)
-        # Crops are added in global row-major order in every tile: identical sums whatever the tile.
-        for (y0, y1, x0, x1), crop_logits in zip(places[start : start + step], logits):
-            total[:, y0:y1, x0:x1] += crop_logits
-            count[y0:y1, x0:x1] += 1.0
+            total = np.zeros((logits.shape[0], row.region[1] - r_off, col.region[1] - c_off), np.float32)
+            count = np.zeros(total.shape[1:], np.float32)
+        y0, x0 = origin[0] - r_off, origin[1] - c_off
+        total[:, y0 : y0 + logits.shape[1], x0 : x0 + logits.shape[2]] += logits
+        count[span[0] - r_off : span[1] - r_off, span[2] - c_off : span[3] - c_off] += 1.0
+
+    def add_until(stop: int, fresh: dict) -> None:
+        nonlocal added
+        for key in order[added:stop]:
+            span = (*plan.row_spans[key[0]], *plan.col_spans[key[1]])
+            if key in fresh:
+                add((span[0], span[2]), fresh[key], span)
+            else:
+                kept = store.get(key)
+                add(kept.origin, kept.logits, span)
+        added = max(added, stop)
+
+    step = max(1, run.batch_size)
+    for start in range(0, len(fresh_keys), step):
+        keys = fresh_keys[start : start + step]
+        spans = [(*plan.row_spans[i], *plan.col_spans[j]) for i, j in keys]
+        o0, o1 = image_origin
+        crops = np.stack([image[:, y0 - o0 : y1 - o0, x0 - o1 : x1 - o1] for y0, y1, x0, x1 in spans])
+        logits = run(crops, [(y0 - o0, x0 - o1) for y0, _, x0, _ in spans])
+        fresh = dict(zip(keys, logits))
+        add_until(position[keys[-1]] + 1, fresh)
+        for key, crop_logits in fresh.items():
+            store.keep(key, crop_logits, tile)
         on_batch(len(logits))
+    add_until(len(order), {})
     n0, n1 = row.needed[0] - r_off, row.needed[1] - r_off
     m0, m1 = col.needed[0] - c_off, col.needed[1] - c_off
     return total[:, n0:n1, m0:m1] / count[n0:n1, m0:m1]
@@ -329,10 +420,14 @@ def segment(
     bytes_per_crop = getattr(method, "bytes_per_crop", None)
     run = _CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
     done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
-    total_crops = max(1, plan.crop_runs)
+    total_crops = max(1, plan.crop_evaluations)
+    store = _CropStore(plan)
 
     prepare_window = getattr(method, "prepare_window", None)
     release_window = getattr(method, "release_window", None)
+    # ReSeg-CLIP cuts SAM windows on a global grid of this many working pixels: read windows widened to
+    # that grid hold every SAM window whole, so a crop's segments never depend on the tile it runs in.
+    sam_window_px = getattr(method, "sam_window_px", None) if prepare_window is not None else None
 
     def _fraction() -> float:
         return min(0.02 + 0.96 * done["crops"] / total_crops, 0.98)
@@ -354,7 +449,8 @@ def segment(
         timings.update(read=0.0, scoring=0.0, write=0.0)
         if prepare_window is not None:
             timings["prepare_window"] = 0.0
-        for row, col in plan.tiles():
+        for tile in ((r, c) for r in range(len(plan.rows)) for c in range(len(plan.cols))):
+            row, col = plan.rows[tile[0]], plan.cols[tile[1]]
             cancel.check()
             (oy0, oy1), (ox0, ox1) = row.out, col.out
             tic = time.perf_counter()
@@ -362,27 +458,35 @@ def segment(
             if not valid.any():
                 # Nothing to classify: the crops touching this tile only matter for its own pixels.
                 done["skipped"] += 1
-                done["crops"] += row.crop_count * col.crop_count
+                done["crops"] += sum(store.get(key) is None for key in _tile_crops(row, col))
+                store.finish_tile(tile)
                 labels = np.zeros(valid.shape, np.uint8)
                 classes.write(labels, ox0, oy0)
                 if confidence is not None:
                     confidence.write(np.full(valid.shape, CONFIDENCE_NODATA, np.float32), ox0, oy0)
                 done["tiles"] += 1
                 continue
-            image = working_image(source, stretch, grid, working, row.region, col.region)
+            rows_read, cols_read = row.region, col.region
+            if sam_window_px:
+                rows_read = aligned_extent(row.region, int(sam_window_px), working.height)
+                cols_read = aligned_extent(col.region, int(sam_window_px), working.width)
+            image = working_image(source, stretch, grid, working, rows_read, cols_read)
             timings["read"] += time.perf_counter() - tic
             if prepare_window is not None:
                 # Window-level preparation (ReSeg-CLIP: SAM masks); the origin puts the window in the
                 # working raster so its SAM windows fall on one global grid and are cached.
                 progress(ProgressEvent(_fraction(), "masks", f"tile {done['tiles'] + 1}/{plan.tile_count}"))
                 tic = time.perf_counter()
-                prepare_window(torch.from_numpy(image), origin=(row.region[0], col.region[0]))
+                prepare_window(torch.from_numpy(image), origin=(rows_read[0], cols_read[0]))
                 timings["prepare_window"] += time.perf_counter() - tic
             try:
-                logits = _average_logits(image, row, col, plan, run, on_batch)
+                logits = _average_logits(
+                    image, (rows_read[0], cols_read[0]), tile, plan, run, store, on_batch
+                )
             finally:
                 if release_window is not None:
                     release_window()
+            store.finish_tile(tile)
             del image
             col_sampling = output_sampling(ox0, ox1, grid.width, working.width)
             for s0 in range(oy0, oy1, settings.score_rows):
@@ -419,6 +523,8 @@ def segment(
             "tiles_skipped_nodata": done["skipped"],
             "unique_crops": plan.unique_crops,
             "crops_evaluated": done["evaluated"],
+            "crop_uses": plan.crop_runs,
+            "kept_logits_peak_bytes": store.peak_bytes,
             "batches": run.batches,
             "batch_size": run.batch_size,
         }

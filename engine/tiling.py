@@ -5,9 +5,12 @@ along an axis of length L, n = max(L - crop + stride - 1, 0) // stride + 1 crops
 min(i·stride + crop, L) and starts at max(end - crop, 0), so the last crop is shifted back inside.
 Overlapping crop logits are averaged.
 
-The raster is processed in read tiles (a partition of the output grid) to bound memory. A tile runs
+The raster is processed in read tiles (a partition of the output grid) to bound memory. A tile averages
 every crop that touches the working pixels its output pixels interpolate from, so each averaged logit,
-and therefore each output pixel, is computed from exactly the same crops whatever the tile size.
+and therefore each output pixel, is computed from exactly the same crops whatever the tile size. Crops
+on tile borders are used by several tiles but evaluated once: ``crop_users`` tells which tiles use a
+crop, so the pipeline keeps its logits (only the pixels later tiles need, ``kept_extent``) until the
+last of them is done.
 
 Resampling uses bilinear sampling at half-pixel centres (``cv2.resize`` INTER_LINEAR and
 ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` conventions): destination
@@ -123,18 +126,56 @@ class TilePlan:
 
     @property
     def crop_runs(self) -> int:
-        """Crops evaluated in total (crops on tile borders are evaluated by each tile they touch)."""
+        """(tile, crop) uses in total: a crop on a tile border counts once per tile it touches."""
         return sum(t.crop_count for t in self.rows) * sum(t.crop_count for t in self.cols)
 
     @property
     def unique_crops(self) -> int:
         return len(self.row_spans) * len(self.col_spans)
 
+    @property
+    def crop_evaluations(self) -> int:
+        """Crops evaluated when each crop a tile uses is evaluated once (and no tile is skipped)."""
+        return _used_count(self.rows) * _used_count(self.cols)
+
     def tiles(self):
         """(row AxisTile, column AxisTile) pairs in row-major order."""
         for row in self.rows:
             for col in self.cols:
                 yield row, col
+
+
+def _used_count(tiles: list[AxisTile]) -> int:
+    return len({k for tile in tiles for k in range(*tile.crops)})
+
+
+def crop_users(tiles: list[AxisTile], crop_count: int) -> list[tuple[int, int] | None]:
+    """Per crop index along an axis: (first, last) index of the tiles using it, inclusive; None if unused.
+
+    Tiles' crop ranges are contiguous and move forward, so the users of a crop are contiguous too."""
+    users: list[tuple[int, int] | None] = [None] * crop_count
+    for t, tile in enumerate(tiles):
+        for k in range(*tile.crops):
+            first = users[k][0] if users[k] is not None else t
+            users[k] = (first, t)
+    return users
+
+
+def kept_extent(span: tuple[int, int], tiles: list[AxisTile], later: range) -> tuple[int, int]:
+    """Part of a crop ``span`` that the tiles ``later`` (indices along this axis) still need: the crop
+    span cut to the hull of their ``needed`` pixels. Empty (start == stop) when ``later`` is empty."""
+    if len(later) == 0:
+        return span[0], span[0]
+    start = max(span[0], tiles[later[0]].needed[0])
+    stop = min(span[1], tiles[later[-1]].needed[1])
+    return start, max(start, stop)
+
+
+def aligned_extent(extent: tuple[int, int], piece: int, length: int) -> tuple[int, int]:
+    """``extent`` widened to multiples of ``piece`` (a global grid from 0), cut to [0, length)."""
+    start = extent[0] // piece * piece
+    stop = min(-(-extent[1] // piece) * piece, length)
+    return start, stop
 
 
 def output_tile_size(tile_working: int, scale: float, max_output_tile: int) -> int:

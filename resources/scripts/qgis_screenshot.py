@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 from qgis.core import QgsProject, QgsRasterLayer
-from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget
 from qgis.utils import iface, plugins
 
@@ -22,9 +22,14 @@ def show_panel():
         QgsProject.instance().addMapLayer(layer)
         iface.mapCanvas().setExtent(layer.extent())
     assert "rs_ovseg_qgis" in plugins, f"plugin not loaded; loaded: {sorted(plugins)}"
-    dock = iface.mainWindow().findChild(QDockWidget, "RsOvsegDock")
+    window = iface.mainWindow()
+    browser = window.findChild(QDockWidget, "Browser")
+    if browser is not None:  # room for the map: 1600 px without a window manager is all there is
+        browser.hide()
+    dock = window.findChild(QDockWidget, "RsOvsegDock")
     dock.show()
     dock.raise_()
+    window.resizeDocks([dock], [430], Qt.Orientation.Horizontal)
     QTimer.singleShot(3000, take_screenshot)
 
 

@@ -15,6 +15,7 @@ from osgeo import gdal
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsCsException,
     QgsMapLayer,
     QgsMapRendererParallelJob,
     QgsMapSettings,
@@ -71,7 +72,13 @@ def transform_extent(
     if not source.isValid() or not target.isValid() or source == target:
         return QgsRectangle(extent)
     context = (project or QgsProject.instance()).transformContext()
-    return QgsCoordinateTransform(source, target, context).transformBoundingBox(extent)
+    try:
+        return QgsCoordinateTransform(source, target, context).transformBoundingBox(extent)
+    except QgsCsException as error:
+        raise CaptureError(
+            f"the extent cannot be expressed in {target.authid() or target.description()} "
+            f"(from {source.authid() or source.description()}): choose an extent inside the layer's area"
+        ) from error
 
 
 def metres_to_map_units(gsd_m: float, crs: QgsCoordinateReferenceSystem, latitude: float = 0.0) -> float:

@@ -250,6 +250,10 @@ class RsOvsegDock(QDockWidget):
         canvas = self.iface.mapCanvas() if self.iface is not None else None
         if canvas is not None:
             self.extent_widget.setMapCanvas(canvas)
+            # Both: a project's first layer changes the extent first and the CRS just after.
+            canvas.extentsChanged.connect(self.follow_map_view)
+            canvas.destinationCrsChanged.connect(self.follow_map_view)
+            self.follow_map_view()
         self._connect_project_state()
         self.source_combo.currentIndexChanged.connect(self._source_changed)
         self.layer_combo.layerChanged.connect(self._layer_changed)
@@ -281,6 +285,11 @@ class RsOvsegDock(QDockWidget):
         if self.run is not None and self.run.is_running():
             self.run.cancel()
         project = QgsProject.instance()
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is not None:
+            for signal in (canvas.extentsChanged, canvas.destinationCrsChanged):
+                with contextlib.suppress(TypeError):
+                    signal.disconnect(self.follow_map_view)
         for signal, slot in (
             (project.readProject, self._project_read),
             (project.cleared, self.load_project_state),
@@ -331,6 +340,16 @@ class RsOvsegDock(QDockWidget):
     # --- choices -----------------------------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
         return self.vocabulary_editor.vocabulary()
+
+    def follow_map_view(self) -> None:
+        """The extent is the current map view (the default) until the user chooses another one."""
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is None or self._closed:
+            return
+        following = self.extent_widget.extentState() == QgsExtentWidget.CurrentExtent
+        if following or self.current_extent() is None:
+            self.extent_widget.setCurrentExtent(canvas.extent(), canvas.mapSettings().destinationCrs())
+            self.extent_widget.setOutputExtentFromCurrent()
 
     def _source_changed(self, index: int) -> None:
         self.layer_combo.setEnabled(index == SOURCE_LAYER)

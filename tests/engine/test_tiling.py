@@ -10,7 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.tiling import bilinear_axis, crop_spans, output_sampling, plan_axis, plan_tiles, resample_bilinear
+from engine.tiling import (
+    aligned_extent,
+    bilinear_axis,
+    crop_spans,
+    crop_users,
+    kept_extent,
+    output_sampling,
+    plan_axis,
+    plan_tiles,
+    resample_bilinear,
+)
 
 
 def mmseg_slide_spans(length, crop, stride):
@@ -82,3 +92,33 @@ def test_plan_tiles_counts():
     assert plan.tile_count == 1 and plan.unique_crops == 9 and plan.crop_runs == 9
     small = plan_tiles(1000, 1000, 448, 448, 224, 112, tile_working=100, max_output_tile=4096)
     assert small.tile_count > 1 and small.crop_runs > small.unique_crops == 9
+
+
+@pytest.mark.parametrize("tile", [16, 50, 97, 1000])
+def test_crop_users_and_kept_extent(tile):
+    tiles, spans = plan_axis(1000, 448, tile, 224, 112)
+    users = crop_users(tiles, len(spans))
+    for k in range(len(spans)):
+        using = [t for t, axis_tile in enumerate(tiles) if k in range(*axis_tile.crops)]
+        assert users[k] == (using[0], using[-1])
+        later = range(using[0] + 1, using[-1] + 1)
+        kept = kept_extent(spans[k], tiles, later)
+        # Every pixel a later tile needs of this crop is kept, and nothing before the first such need.
+        for t in later:
+            lo, hi = max(spans[k][0], tiles[t].needed[0]), min(spans[k][1], tiles[t].needed[1])
+            assert kept[0] <= lo and hi <= kept[1]
+        assert spans[k][0] <= kept[0] <= kept[1] <= spans[k][1]
+    assert kept_extent((5, 9), tiles, range(0)) == (5, 5)
+
+
+def test_crop_evaluations_count_each_used_crop_once():
+    # 4000 px raster at 1792 working px (SegEarth-OV geometry): 15 x 15 crops in 2 x 2 tiles.
+    plan = plan_tiles(4000, 4000, 1792, 1792, 224, 112, tile_working=896, max_output_tile=4096)
+    assert plan.unique_crops == plan.crop_evaluations == 225
+    assert plan.tile_count == 4 and plan.crop_runs == 324  # uses: border crops count per tile
+
+
+def test_aligned_extent():
+    assert aligned_extent((100, 900), 896, 5000) == (0, 1792)
+    assert aligned_extent((896, 1792), 896, 5000) == (896, 1792)
+    assert aligned_extent((1000, 1100), 896, 1500) == (896, 1500)

@@ -249,3 +249,22 @@ def test_without_an_engine_the_size_line_says_so(dock, tmp_path):
         set_engine_python(None)
     assert dock.size_label.text().startswith("100 × 100 px at 1 m/px")
     assert dock.last_estimate is None
+
+
+def test_the_extent_follows_the_map_view_until_the_user_chooses_one(dock, qgis_iface):
+    canvas = qgis_iface.mapCanvas()
+    crs = QgsProject.instance().crs()
+    canvas.setDestinationCrs(crs)
+    first = QgsRectangle(1000, 2000, 1400, 2300)
+    canvas.setExtent(first)
+    QCoreApplication.processEvents()
+    assert dock.current_extent() is not None
+    assert QgsRectangle(dock.current_extent()) == canvas.extent()  # the default: what the map shows
+    canvas.setExtent(QgsRectangle(5000, 6000, 5200, 6100))
+    QCoreApplication.processEvents()
+    assert QgsRectangle(dock.current_extent()) == canvas.extent()  # still following
+    chosen = QgsRectangle(10, 20, 30, 40)
+    dock.extent_widget.setOutputExtentFromUser(chosen, crs)
+    canvas.setExtent(QgsRectangle(7000, 8000, 7100, 8050))
+    QCoreApplication.processEvents()
+    assert QgsRectangle(dock.current_extent()) == chosen  # the user's choice is kept
