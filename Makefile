@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rs_ovseg_installed
 PROFILE ?= $(CURDIR)/.qgis-profile
+# A QGIS user profile folder, e.g. ~/.local/share/QGIS/QGIS3/profiles/default
+DEPLOY_PROFILE ?= $(PROFILE)/profiles/default
 VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 
 .PHONY: install test test-engine test-plugin run package deploy lint bench screenshot clean
@@ -36,7 +38,7 @@ package: $(STAMP)
 
 # Links the working tree into a QGIS profile's plugin folder (edits show after a plugin reload).
 deploy: $(STAMP)
-	$(PY) resources/scripts/package.py --deploy "$(PROFILE)"
+	$(PY) resources/scripts/package.py --deploy "$(DEPLOY_PROFILE)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
