@@ -68,7 +68,8 @@ class SegEarthOV:
     (B, D, gh, gw) features and (B, 3, H, W) guidance to (B, D, gh·s, gw·s) (SimFeatUp: s = 16), or None
     for bilinear logits. ``dtype``: the backbone's dtype, a torch dtype or a name ("float32", "bfloat16",
     "float16", or "auto": ``engine.precision.choose_dtype``, bfloat16 where the device has fast bf16 matrix
-    units); the model and upsampler are moved to ``device`` in place (the upsampler always runs in float32).
+    units); the model and upsampler are moved to ``device`` in place (the upsampler keeps float32 weights
+    and runs its large products in ``dtype``, see ``engine.upsamplers.cosine.upsampled_cosine_logits``).
     """
 
     name = "segearth-ov"
@@ -92,8 +93,8 @@ class SegEarthOV:
         self.tokenizer = tokenizer
         self.templates = resolve_templates(self.settings.templates)
         self.dense = DenseClip(self.model.visual, self.settings.attention)
-        # The upsampler's softmaxes and kernel normalisation stay in float32 whatever the backbone's dtype;
-        # it is a small share of the work on a GPU.
+        # The upsampler's weights stay float32: its softmaxes, the per-crop basis and the cosines run in
+        # float32, its large products (adaptive convolution, learned kernel correction) in self.dtype.
         self.upsampler = upsampler.to(device=self.device, dtype=torch.float32).eval() if upsampler else None
         self.model_info = dict(model_info or {})
         self.upsampler_info = dict(upsampler_info or {})
@@ -139,7 +140,12 @@ class SegEarthOV:
         padded_size = features.padded.shape[-2:]
         if self.upsampler is not None:
             logits = upsampled_cosine_logits(
-                self.upsampler, features.patches.float(), features.padded.float(), text.float(), padded_size
+                self.upsampler,
+                features.patches.float(),
+                features.padded.float(),
+                text.float(),
+                padded_size,
+                compute_dtype=self.dtype,
             )
         else:
             patches = F.normalize(features.patches.float(), dim=1)

@@ -100,11 +100,14 @@ def adaptive_conv_upsampled(
     *,
     tile: int = TILE,
     chunk_bytes: int = CHUNK_BYTES,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Adaptive convolution of the reflect-padded bicubic upsample of ``source`` with per-pixel kernels.
 
     source: (B, C, h, w) low-res features; kernel: (B, H, W, d, d) with d = 2·radius + 1, one kernel per
-    high-res pixel (tap (i, j) reads padded row y + i, column x + j). Returns (B, C, H, W) in source's dtype.
+    high-res pixel (tap (i, j) reads padded row y + i, column x + j). Returns (B, C, H, W), channels-last
+    memory, in ``out_dtype`` (default source's; the products run in source's dtype and the conversion
+    happens while the tiles are written out, so a bf16 upsample can end in float32 at no extra pass).
     """
     batch, channels, in_h, in_w = source.shape
     _, out_h, out_w, diameter, _ = kernel.shape
@@ -119,7 +122,9 @@ def adaptive_conv_upsampled(
     length_h, length_w = rows.shape[-1], cols.shape[-1]
     tiles_h, tiles_w = len(row_starts), len(col_starts)
     # Zero kernels for the filler pixels of partial edge tiles; their outputs are cut off at the end.
-    kernel = F.pad(kernel.to(dtype), (0, 0, 0, 0, 0, tiles_w * tile - out_w, 0, tiles_h * tile - out_h))
+    kernel = kernel.to(dtype)
+    if tiles_w * tile != out_w or tiles_h * tile != out_h:  # padding copies the whole kernel: only if needed
+        kernel = F.pad(kernel, (0, 0, 0, 0, 0, tiles_w * tile - out_w, 0, tiles_h * tile - out_h))
     col_index = (col_starts[:, None] + torch.arange(length_w)).to(device)  # (tiles_w, Lw)
     batch_offsets = (torch.arange(batch, device=device) * (in_h * in_w)).view(batch, 1)
     # Channels-last so that gathered windows and written tiles are runs of contiguous C-vectors (free when
@@ -127,7 +132,7 @@ def adaptive_conv_upsampled(
     source_last = source.permute(0, 2, 3, 1).contiguous()
     tile_row_bytes = batch * tiles_w * (tile * tile + channels) * length_h * length_w * source.element_size()
     tile_rows_per_chunk = max(1, chunk_bytes // max(1, tile_row_bytes))
-    output = source.new_empty(batch, tiles_h * tile, tiles_w * tile, channels)
+    output = source.new_empty(batch, tiles_h * tile, tiles_w * tile, channels, dtype=out_dtype)
     for first in range(0, tiles_h, tile_rows_per_chunk):
         last = min(first + tile_rows_per_chunk, tiles_h)
         n_rows = last - first

@@ -18,17 +18,25 @@ from torch import nn
 
 #: Use the subspace only when it saves at least this fraction of the channels (the QR costs a little).
 MIN_CHANNEL_SAVING = 0.2
+#: Floor of a pixel's feature norm before dividing (``F.normalize``'s eps).
+NORM_FLOOR = 1e-12
 
 
 def is_linear_upsampler(upsampler: nn.Module) -> bool:
-    """True if ``upsampler`` exposes ``channel_map``, ``spatial`` and ``output_bias`` (see module doc)."""
+    """True if ``upsampler`` exposes ``channel_map``, ``spatial`` and ``output_bias`` (see module doc);
+    ``spatial(source, guidance, out_dtype=None)`` must accept the dtype its result is wanted in."""
     return all(hasattr(upsampler, name) for name in ("channel_map", "spatial", "output_bias"))
 
 
 def _normalised_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """features (B, C, H, W), text (B or 1, Q, C) -> (B, Q, H, W) cosine similarities."""
-    features = F.normalize(features, dim=1)
-    return torch.einsum("bchw,bqc->bqhw", features, text.expand(features.shape[0], -1, -1))
+    """features (B, C, H, W), text (B or 1, Q, C) -> (B, Q, H, W) cosine similarities.
+
+    The Q dot products are divided by the pixel's norm (floored like ``F.normalize``) rather than
+    normalising all C channels first: one pass fewer over the C-channel map.
+    """
+    norms = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(NORM_FLOOR)
+    logits = torch.einsum("bchw,bqc->bqhw", features, text.expand(features.shape[0], -1, -1))
+    return logits.div_(norms)
 
 
 def _to_size(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -44,6 +52,8 @@ def upsampled_cosine_logits(
     guidance: torch.Tensor,
     text: torch.Tensor,
     size: tuple[int, int],
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Cosine logits (B, Q, H, W) of ``upsampler(patches, guidance)`` (resized to ``size``) with ``text``.
 
@@ -51,6 +61,10 @@ def upsampled_cosine_logits(
     L2-normalised embeddings; all in the upsampler's dtype. Equal to upsampling all D channels, resizing
     bilinearly to ``size`` when the upsampler's output differs, normalising per pixel and taking dot
     products; done in a per-crop subspace when the upsampler is linear and that saves work.
+
+    ``compute_dtype`` (default: patches' dtype), e.g. bfloat16 under a bf16 backbone: the dtype of the
+    subspace path's upsampling (its large products; ``spatial`` keeps its softmaxes in float32). The
+    basis, the per-pixel norms and the cosines stay in patches' dtype. The black-box path ignores it.
     """
     batch, dim, height, width = patches.shape
     rank = min(dim, height * width + 1)
@@ -60,10 +74,15 @@ def upsampled_cosine_logits(
     mapped = upsampler.channel_map(patches).flatten(2)  # (B, D, h·w)
     bias = upsampler.output_bias().to(mapped.dtype)  # (D,)
     spanning = torch.cat([mapped, bias.view(1, dim, 1).expand(batch, dim, 1)], dim=2)
-    # Orthonormal basis of each crop's span, in float64: V's orthonormality is what makes norms exact.
-    basis, _ = torch.linalg.qr(spanning.double(), mode="reduced")  # (B, D, r)
+    # Orthonormal basis of each crop's span. Householder QR gives a Q orthonormal to the working
+    # precision whatever the conditioning of the span (float32: |QᵀQ - I| ~ 1e-6, so norms are exact to
+    # float32 rounding); float64 buys nothing for float32 features and costs about twice as much
+    # (4 crops of 224², D = 512: ≈ 11 ms against ≈ 6 ms on 2 CPU cores).
+    basis, _ = torch.linalg.qr(spanning.to(torch.promote_types(spanning.dtype, torch.float32)))  # (B, D, r)
     basis = basis.to(mapped.dtype)
     coordinates = (basis.transpose(1, 2) @ mapped).view(batch, rank, height, width)
-    upsampled = _to_size(upsampler.spatial(coordinates, guidance), size)
+    coordinates = coordinates.to(compute_dtype or coordinates.dtype)
+    # A reduced-precision upsample is written out in the basis' dtype by its last step (no extra pass).
+    upsampled = _to_size(upsampler.spatial(coordinates, guidance, out_dtype=basis.dtype), size)
     upsampled = upsampled + (basis.transpose(1, 2) @ bias).view(batch, rank, 1, 1)
     return _normalised_logits(upsampled, text @ basis)

@@ -40,10 +40,19 @@ def _tap_columns(tile: int, radius: int) -> torch.Tensor:
 
 
 def neighbour_dot_products(
-    keys: torch.Tensor, radius: int, *, tile: int = TILE, chunk_bytes: int = CHUNK_BYTES
+    keys: torch.Tensor,
+    radius: int,
+    *,
+    tile: int = TILE,
+    chunk_bytes: int = CHUNK_BYTES,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """keys: (B, H, W, K) channels-last -> (B, H, W, d²) with [b, y, x, i·d + j] = <k[y, x], k̃[y + i, x + j]>,
-    k̃ the keys reflect-padded by ``radius`` on both spatial axes (as ``reflect_indices``)."""
+    k̃ the keys reflect-padded by ``radius`` on both spatial axes (as ``reflect_indices``).
+
+    The GEMMs run in keys' dtype; the result is in ``out_dtype`` (default keys'), converted while the
+    picked products are written out (e.g. bf16 products for a float32 softmax, without another pass).
+    """
     batch, height, width, key_dim = keys.shape
     diameter, span = 2 * radius + 1, tile + 2 * radius
     tiles_h, tiles_w = -(-height // tile), -(-width // tile)
@@ -55,7 +64,7 @@ def neighbour_dot_products(
     padded = F.pad(padded, (0, 0, 0, extra_w, 0, extra_h))
     centres = F.pad(keys, (0, 0, 0, extra_w, 0, extra_h))
     columns = _tap_columns(tile, radius).to(keys.device)
-    output = keys.new_empty(batch, tiles_h * tile, tiles_w * tile, diameter * diameter)
+    output = keys.new_empty(batch, tiles_h * tile, tiles_w * tile, diameter * diameter, dtype=out_dtype)
     row_bytes = batch * tiles_w * tile * tile * (span * span + key_dim) * keys.element_size()
     rows_per_chunk = max(1, chunk_bytes // max(1, row_bytes))
     for first in range(0, tiles_h, rows_per_chunk):

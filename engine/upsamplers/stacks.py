@@ -56,11 +56,22 @@ class _FourStepUpsampler(nn.Module):
         conv = self.fixup_proj[1]
         return source + OUTPUT_FIXUP_WEIGHT * F.conv2d(source, conv.weight.to(source.dtype))
 
-    def spatial(self, source: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
-        """The four guided ×2 steps: (B, C', h, w) -> (B, C', 16h, 16w), any C', same operator per channel."""
-        guidance = guidance.to(source.dtype)
-        for step in self.steps():
-            source = step(source, _pooled_guidance(guidance, source))
+    def spatial(
+        self, source: torch.Tensor, guidance: torch.Tensor, out_dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """The four guided ×2 steps: (B, C', h, w) -> (B, C', 16h, 16w), any C', same operator per channel.
+
+        The big products run in ``source``'s dtype (bf16 on matrix units), the kernels' softmaxes in at
+        least float32 (see ``JointBilateralUpsampler.bilateral_kernel``); the result is in ``out_dtype``
+        (default: source's), written directly by the last step.
+        """
+        # The guidance keeps at least its own precision (the range softmaxes want float32 under a bf16
+        # source) and follows a wider source (float64 checks).
+        guidance = guidance.to(torch.promote_types(guidance.dtype, source.dtype))
+        steps = self.steps()
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            source = step(source, _pooled_guidance(guidance, source), out_dtype if last else None)
         return source
 
     def output_bias(self) -> torch.Tensor:

@@ -158,3 +158,35 @@ def test_dtype_names_and_auto(clip, monkeypatch):
             SegEarthOV(model, tokenizer, dtype="half-ish")
     finally:
         model.float()  # the module-scoped model is shared with the other tests
+
+
+@torch.no_grad()
+def test_bf16_backbone_runs_the_upsampler_products_in_bf16(clip):
+    """Under a bf16 backbone the upsampler's steps receive bf16 sources (its weights stay float32) and the
+    logits stay float32 and close to the float32 method's: bf16's unit roundoff 2⁻⁹ through a 3-block
+    backbone and four upsampling steps, on cosines ≤ 1 (λ·cls adds ≤ 0.3 more). Measured ≈ 2e-3; the
+    tolerance 0.01 ≈ 5 roundoffs at 1.0 leaves 5× slack for other bf16 kernels (AMX vs emulated)."""
+    model, tokenizer = clip
+    torch.manual_seed(2)
+    upsampler = build_upsampler("jbu_one", 32)
+    crops = _crops(2, 48, 40, seed=7)
+    full = _method(clip, upsampler=upsampler).crop_logits(crops)
+    seen = []
+    try:
+        method = SegEarthOV(
+            model,
+            tokenizer,
+            SegEarthOVSettings(templates="remote-sensing"),
+            upsampler=upsampler,
+            dtype="bfloat16",
+        )
+        method.set_queries(QUERIES)
+        hook = method.upsampler.up.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+        reduced = method.crop_logits(crops)
+        hook.remove()
+    finally:
+        model.float()  # the module-scoped model is shared with the other tests
+    assert seen == [torch.bfloat16] * 4
+    assert next(method.upsampler.parameters()).dtype == torch.float32
+    assert reduced.dtype == torch.float32 and reduced.shape == full.shape
+    torch.testing.assert_close(reduced, full, atol=0.01, rtol=0)

@@ -100,3 +100,41 @@ def test_fallbacks_use_the_upsampler_as_a_black_box():
         upsampled_cosine_logits(small, patches, guidance, text, (32, 32)),
         _full_logits(small, patches, guidance, text, (32, 32)),
     )
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("kind", "grid"), [("jbu_one", (2, 3)), ("jbu_stack", (3, 3))])
+def test_bf16_upsampling_tracks_float64_logits(kind, grid):
+    """compute_dtype=bfloat16 upsamples the subspace coordinates in bf16 but keeps basis, norms and
+    cosines in float32. Cosines are ≤ 1 in magnitude; bf16's unit roundoff is 2⁻⁹ ≈ 0.002 and the four
+    steps' roundings partly cancel after normalisation, so 5e-3 absolute is ~2.5 roundoffs of slack over
+    a pure rounding of the result (measured: ≈ 1.7e-3)."""
+    upsampler = _upsampler(kind, 40, seed=1)
+    patches, guidance, text = _inputs(40, grid, seed=2)
+    size = guidance.shape[-2:]
+    expected = _full_logits(upsampler, patches, guidance, text, size)
+    upsampler = upsampler.float()
+    args = (upsampler, patches.float(), guidance.float(), text.float(), size)
+    reduced = upsampled_cosine_logits(*args, compute_dtype=torch.bfloat16)
+    assert reduced.dtype == torch.float32 and reduced.shape == expected.shape
+    torch.testing.assert_close(reduced, expected.float(), atol=5e-3, rtol=0)
+    # float32 compute_dtype is the default path, bit for bit
+    assert torch.equal(
+        upsampled_cosine_logits(*args, compute_dtype=torch.float32), upsampled_cosine_logits(*args)
+    )
+
+
+@torch.no_grad()
+def test_float32_basis_is_orthonormal_and_spans_the_features():
+    """The float32 QR's basis: VᵀV = I and V Vᵀ z = z for every spanning vector, to float32 rounding."""
+    upsampler = _upsampler("jbu_one", 512, seed=9).float()
+    generator = torch.Generator().manual_seed(10)
+    patches = torch.randn(2, 512, 14, 14, generator=generator)
+    mapped = upsampler.channel_map(patches).flatten(2)
+    spanning = torch.cat([mapped, upsampler.output_bias().view(1, 512, 1).expand(2, 512, 1)], dim=2)
+    basis, _ = torch.linalg.qr(spanning)
+    assert basis.shape == (2, 512, 197)
+    identity = torch.eye(197).expand(2, 197, 197)
+    torch.testing.assert_close(basis.transpose(1, 2) @ basis, identity, atol=2e-6, rtol=0)
+    projected = basis @ (basis.transpose(1, 2) @ spanning)
+    torch.testing.assert_close(projected, spanning, atol=1e-4 * spanning.abs().max().item(), rtol=0)

@@ -268,3 +268,77 @@ def test_bilateral_kernel_with_a_vanishing_spatial_term_uses_the_floor():
         step.bilateral_kernel(guidance)[0], _slow_bilateral_kernel(step, guidance), atol=1e-5, rtol=1e-5
     )
     torch.testing.assert_close(step.range_kernel(guidance).sum(1), torch.ones(1, 5, 4))
+
+
+@torch.no_grad()
+def test_bf16_kernel_runs_products_in_bf16_and_softmax_in_float32(monkeypatch):
+    """Under a bf16 compute dtype the key projection and neighbour products are bf16, the softmax float32."""
+    from engine.upsamplers import jbu
+
+    seen = {"products": [], "softmax": []}
+    products, softmax = jbu.neighbour_dot_products, F.softmax
+
+    def spy_products(keys, radius, **options):
+        seen["products"].append(keys.dtype)
+        result = products(keys, radius, **options)
+        seen["products"].append(result.dtype)
+        return result
+
+    def spy_softmax(logits, dim):
+        seen["softmax"].append(logits.dtype)
+        return softmax(logits, dim=dim)
+
+    monkeypatch.setattr(jbu, "neighbour_dot_products", spy_products)
+    monkeypatch.setattr(jbu.F, "softmax", spy_softmax)
+    step = _randomised_step(radius=2, seed=5)
+    guidance = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(8))
+    reduced = step.bilateral_kernel(guidance, torch.bfloat16)
+    assert reduced.dtype == torch.bfloat16
+    # bf16 keys in, float32 similarities out (converted while written), float32 softmax
+    assert seen == {"products": [torch.bfloat16, torch.float32], "softmax": [torch.float32]}
+    assert step.bilateral_kernel(guidance).dtype == torch.float32  # default: the guidance's dtype
+    # With the learned correction off, each pixel's kernel is a float32 softmax rounded once to bf16:
+    # its taps sum to 1 within the taps' rounding (Σ |w|·2⁻⁹ = 2⁻⁹).
+    for parameter in step.fixup_proj.parameters():
+        parameter.zero_()
+    sums = step.bilateral_kernel(guidance, torch.bfloat16).float().sum((-2, -1))
+    torch.testing.assert_close(sums, torch.ones_like(sums), atol=2**-9, rtol=0)
+
+
+@torch.no_grad()
+def test_bf16_step_tracks_float32():
+    """A bf16 source runs the kernel correction and the adaptive convolution in bf16.
+
+    Tolerances from bf16's unit roundoff u = 2⁻⁹: the kernel is rounded once after a correction worth
+    0.1 × a two-layer bf16 product (a few u of the kernel's scale, ≤ 1e-2 absolute for entries ≤ 1);
+    the step's output passes through about four bf16 roundings (kernel, two mixing products, output)
+    of sums of non-negative-dominated terms, so it stays within 2 % of its own scale.
+    """
+    step = _randomised_step(radius=5, seed=6)
+    generator = torch.Generator().manual_seed(9)
+    source = torch.randn(2, 7, 6, 5, generator=generator)
+    guidance = torch.randn(2, 3, 12, 10, generator=generator)
+    kernel = step.bilateral_kernel(guidance, torch.bfloat16)
+    torch.testing.assert_close(kernel.float(), step.bilateral_kernel(guidance), atol=1e-2, rtol=0)
+    full = step(source, guidance)
+    reduced = step(source.bfloat16(), guidance)
+    assert reduced.dtype == torch.bfloat16 and step.fixup_proj[0].weight.dtype == torch.float32
+    scale = full.abs().max().item()
+    torch.testing.assert_close(reduced.float(), full, atol=0.02 * scale, rtol=0)
+    # and the float32 guidance of a bf16 source is not rounded to bf16 before the range term
+    assert torch.equal(step.bilateral_kernel(guidance, torch.float32), step.bilateral_kernel(guidance))
+
+
+def test_out_dtype_converts_while_writing_without_changing_values():
+    """bf16 products written out as float32 are exactly the bf16 results cast afterwards."""
+    generator = torch.Generator().manual_seed(11)
+    keys = torch.randn(2, 9, 10, 5, generator=generator).bfloat16()
+    products = neighbour_dot_products(keys, 2, out_dtype=torch.float32)
+    assert products.dtype == torch.float32
+    assert torch.equal(products, neighbour_dot_products(keys, 2).float())
+    source = torch.randn(2, 6, 5, 4, generator=generator).bfloat16()
+    kernel = torch.randn(2, 10, 8, 5, 5, generator=generator).bfloat16()
+    upsampled = adaptive_conv_upsampled(source, kernel, 2, out_dtype=torch.float32)
+    assert upsampled.dtype == torch.float32 and upsampled.shape == (2, 6, 10, 8)
+    assert upsampled.stride(1) == 1  # channels-last memory (channels innermost), as the next step reads it
+    assert torch.equal(upsampled, adaptive_conv_upsampled(source, kernel, 2).float())
