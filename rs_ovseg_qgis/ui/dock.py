@@ -14,7 +14,6 @@ from pathlib import Path
 
 from qgis.core import (
     Qgis,
-    QgsApplication,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
@@ -26,19 +25,15 @@ from qgis.gui import (
     QgsCollapsibleGroupBox,
     QgsDoubleSpinBox,
     QgsExtentWidget,
-    QgsFileWidget,
     QgsMapLayerComboBox,
 )
 from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDockWidget,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -57,14 +52,14 @@ from ..core.capture import (
     pixel_size,
     transform_extent,
 )
-from ..core.diagnostics import EngineDiagnosticsTask
-from ..core.engine_setup import EngineSetupTask
 from ..core.estimate import EstimateJob, estimate_args, format_estimate, rendered_grid_stand_in
 from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
 from ..core.segment_run import RunPlan, SegmentRun
-from ..core.settings import base_python, engine_python, managed_venv_dir, set_engine_python, venv_python
+from ..core.settings import engine_python
 from ..core.vocabulary import Vocabulary, VocabularyError
 from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY
+from .advanced_section import AdvancedSection
+from .engine_section import EngineSection
 from .vocabulary_editor import VocabularyEditor
 
 DOCK_OBJECT_NAME = "RsOvsegDock"
@@ -89,7 +84,6 @@ class RsOvsegDock(QDockWidget):
         self.setObjectName(DOCK_OBJECT_NAME)
         self.iface = iface
         self.run: SegmentRun | None = None
-        self._tasks: list = []  # tasks in flight, kept alive for their signals
         self._render_dir = tempfile.TemporaryDirectory(prefix="rs_ovseg_")
         self._closed = False
         self._size_text = ""  # the panel's own pixel count; the engine's estimate is added below it
@@ -173,55 +167,19 @@ class RsOvsegDock(QDockWidget):
         layout.addWidget(where_box)
 
         # --- advanced
-        advanced = QgsCollapsibleGroupBox("Advanced", body)
-        advanced.setCollapsed(True)
-        advanced_form = QFormLayout(advanced)
-        self.threshold_spin = QgsDoubleSpinBox(advanced)
-        self.threshold_spin.setRange(0.0, 1.0)
-        self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setSpecialValueText("method default")
-        self.threshold_spin.setValue(0.0)
-        self.threshold_spin.setToolTip(
-            "Pixels whose best score is below this stay unclassified (0 = default)"
-        )
-        advanced_form.addRow("Threshold", self.threshold_spin)
-        self.engine_options_edit = QLineEdit(advanced)
-        self.engine_options_edit.setPlaceholderText(
-            '{"attention": "clearclip", "templates": "remote-sensing"}'
-        )
-        self.engine_options_edit.setToolTip(
-            "Further engine settings as JSON: clip, upsampler, attention, templates, seed, batch_size"
-        )
-        advanced_form.addRow("Engine options", self.engine_options_edit)
-        self.polygons_check = QCheckBox("Also write class polygons (GeoPackage)", advanced)
-        self.confidence_check = QCheckBox("Also write a confidence raster", advanced)
-        advanced_form.addRow(self.polygons_check)
-        advanced_form.addRow(self.confidence_check)
-        self.output_widget = QgsFileWidget(advanced)
-        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
-        self.output_widget.setToolTip("Where results are written; stored with the project")
+        self.advanced_section = AdvancedSection(body)
+        for name in ("threshold_spin", "engine_options_edit", "polygons_check", "confidence_check"):
+            setattr(self, name, getattr(self.advanced_section, name))
+        self.output_widget = self.advanced_section.output_widget
         self.output_widget.fileChanged.connect(self._output_dir_changed)
-        advanced_form.addRow("Output folder", self.output_widget)
-        layout.addWidget(advanced)
+        layout.addWidget(self.advanced_section)
 
         # --- engine
-        engine_box = QgsCollapsibleGroupBox("Engine", body)
-        engine_box.setCollapsed(True)
-        engine_form = QFormLayout(engine_box)
-        self.python_widget = QgsFileWidget(engine_box)
-        self.python_widget.setFilePath(str(engine_python()))
-        self.python_widget.setToolTip("The Python interpreter that runs the engine (its own environment)")
-        self.python_widget.fileChanged.connect(lambda path: set_engine_python(path or None))
-        engine_form.addRow("Python", self.python_widget)
-        engine_buttons = QHBoxLayout()
-        self.test_engine_button = QPushButton("Test engine", engine_box)
-        self.test_engine_button.clicked.connect(self.test_engine)
-        self.setup_engine_button = QPushButton("Set up engine…", engine_box)
-        self.setup_engine_button.clicked.connect(self.setup_engine)
-        engine_buttons.addWidget(self.test_engine_button)
-        engine_buttons.addWidget(self.setup_engine_button)
-        engine_form.addRow(engine_buttons)
-        layout.addWidget(engine_box)
+        self.engine_section = EngineSection(
+            body, self.show_message, lambda text: self.status_label.setText(text)
+        )
+        self.python_widget = self.engine_section.python_widget
+        layout.addWidget(self.engine_section)
 
         # --- run
         run_row = QHBoxLayout()
@@ -570,57 +528,6 @@ class RsOvsegDock(QDockWidget):
             self.show_message(message, Qgis.Critical)
 
     # --- engine ------------------------------------------------------------------------------------
-    def test_engine(self) -> None:
-        task = EngineDiagnosticsTask()
-        self.status_label.setText("testing the engine…")
-
-        def done():
-            self._tasks.remove(task)
-            engine_service.log("info", task.report)
-            self.status_label.setText("engine OK" if task.ok else "engine problem: see the report")
-            icon = QMessageBox.Icon.Information if task.ok else QMessageBox.Icon.Warning
-            title, text = "RS OVSeg engine", "Engine report (select and copy for a bug report)"
-            box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
-            box.setDetailedText(task.report)
-            box.open()
-
-        task.taskCompleted.connect(done)
-        task.taskTerminated.connect(done)
-        self._tasks.append(task)
-        QgsApplication.taskManager().addTask(task)
-
-    def setup_engine(self) -> None:
-        python = base_python()
-        if python is None:
-            self.show_message(
-                "no Python 3 found to create the engine's environment: install Python 3", Qgis.Critical
-            )
-            return
-        venv = managed_venv_dir()
-        answer = QMessageBox.question(
-            self,
-            "Set up engine",
-            f"Create the engine's environment in\n{venv}\nwith {python} and install PyTorch and the other "
-            "dependencies (several GB)? Progress is written to the log panel (tab RS OVSeg).",
-        )
-        if answer != QMessageBox.StandardButton.Yes:
-            return
-        task = EngineSetupTask(python, venv, engine_service.log)
-
-        def done(ok: bool):
-            self._tasks.remove(task)
-            if ok:
-                set_engine_python(venv_python(venv))
-                self.python_widget.setFilePath(str(venv_python(venv)))
-                self.show_message("engine environment ready", Qgis.Success)
-            else:
-                self.show_message(f"engine set-up failed: {task.error}", Qgis.Critical)
-
-        task.taskCompleted.connect(lambda: done(True))
-        task.taskTerminated.connect(lambda: done(False))
-        self._tasks.append(task)
-        QgsApplication.taskManager().addTask(task)
-
     # --- messages ----------------------------------------------------------------------------------
     def show_message(self, message: str, level=Qgis.Info) -> None:
         """Errors and results in QGIS's message bar; everything also in the log panel."""

@@ -1,0 +1,40 @@
+"""The panel's "Advanced" section: threshold, engine options, extra outputs, output folder."""
+
+from __future__ import annotations
+
+from qgis.gui import QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsFileWidget
+from qgis.PyQt.QtWidgets import QCheckBox, QFormLayout, QLineEdit
+
+
+class AdvancedSection(QgsCollapsibleGroupBox):
+    """Collapsed by default; the dock reads its widgets when it builds a run."""
+
+    def __init__(self, parent):
+        super().__init__("Advanced", parent)
+        self.setCollapsed(True)
+        form = QFormLayout(self)
+        self.threshold_spin = QgsDoubleSpinBox(self)
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setSpecialValueText("method default")
+        self.threshold_spin.setValue(0.0)
+        self.threshold_spin.setToolTip(
+            "Pixels whose best score is below this stay unclassified (0 = default)"
+        )
+        form.addRow("Threshold", self.threshold_spin)
+        self.engine_options_edit = QLineEdit(self)
+        self.engine_options_edit.setPlaceholderText(
+            '{"attention": "clearclip", "templates": "remote-sensing"}'
+        )
+        self.engine_options_edit.setToolTip(
+            "Further engine settings as JSON: clip, upsampler, attention, templates, seed, batch_size"
+        )
+        form.addRow("Engine options", self.engine_options_edit)
+        self.polygons_check = QCheckBox("Also write class polygons (GeoPackage)", self)
+        self.confidence_check = QCheckBox("Also write a confidence raster", self)
+        form.addRow(self.polygons_check)
+        form.addRow(self.confidence_check)
+        self.output_widget = QgsFileWidget(self)
+        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.setToolTip("Where results are written; stored with the project")
+        form.addRow("Output folder", self.output_widget)
