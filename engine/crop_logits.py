@@ -93,10 +93,14 @@ class CropStore:
     next tile row across the whole raster width (about crop/stride + 1 crop rows, cut to the rows the
     next tile row needs) plus those shared with the next tile of the current row, × Q × 4 bytes per pixel.
     For SegEarth-OV (crop 224, stride 112) that is roughly Q × (needed rows shared, ≤ ~340) × 2 × working
-    width × 4 bytes: it grows with the raster's width (one row of tiles), never with its height."""
+    width × 4 bytes: it grows with the raster's width (one row of tiles), never with its height.
+    ``budget`` caps the part kept for later tile rows: past it, those crops are evaluated again by the
+    next row, so memory stays flat whatever the width. What the next tile of the same row needs is always
+    kept: it is bounded by the tile size."""
 
-    def __init__(self, plan: TilePlan) -> None:
+    def __init__(self, plan: TilePlan, budget: int | None = None) -> None:
         self.plan = plan
+        self.budget = budget
         self.row_users = crop_users(plan.rows, len(plan.row_spans))
         self.col_users = crop_users(plan.cols, len(plan.col_spans))
         self.kept: dict[tuple[int, int], KeptCrop] = {}
@@ -114,15 +118,26 @@ class CropStore:
         later_in_row = c < c_last
         if not (later_rows or later_in_row):
             return
+        part, origin = self._part(key, logits, r, r_last, c, c_first, c_last, later_rows, later_in_row)
+        if later_rows and self.budget is not None and self.bytes + part.nbytes > self.budget:
+            if not later_in_row:
+                return  # the next tile row evaluates it again
+            r_last, later_rows = r, False  # keep it for the rest of this tile row only
+            part, origin = self._part(key, logits, r, r_last, c, c_first, c_last, later_rows, later_in_row)
+        self.kept[key] = KeptCrop(origin, part, (r_last, c_last))
+        self.bytes += part.nbytes
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def _part(self, key, logits, r, r_last, c, c_first, c_last, later_rows, later_in_row):
+        """The pixels of crop ``key`` that tiles after (r, c) up to row ``r_last`` need, and their origin."""
+        i, j = key
         rows = range(r if later_in_row else r + 1, r_last + 1)
         cols = range(c_first if later_rows else c + 1, c_last + 1)
         (y0, _), (x0, _) = self.plan.row_spans[i], self.plan.col_spans[j]
         ky0, ky1 = kept_extent(self.plan.row_spans[i], self.plan.rows, rows)
         kx0, kx1 = kept_extent(self.plan.col_spans[j], self.plan.cols, cols)
         part = np.array(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])  # a copy: frees the batch
-        self.kept[key] = KeptCrop((ky0, kx0), part, (r_last, c_last))
-        self.bytes += part.nbytes
-        self.peak_bytes = max(self.peak_bytes, self.bytes)
+        return part, (ky0, kx0)
 
     def finish_tile(self, tile: tuple[int, int]) -> None:
         """Drop the crops whose last user is ``tile`` (or an earlier tile, when tiles were skipped)."""

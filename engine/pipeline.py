@@ -77,6 +77,9 @@ class PipelineSettings:
     # Multiplier on the logits before the softmax; None: the method's ``logit_scale`` attribute when it
     # has one (ReSeg-CLIP: 1, raw cosines), else SegEarth-OV's 50.
     logit_scale: float | None = None
+    # Bytes of crop logits kept for the next tile row (so border crops are evaluated once). Past this,
+    # the next row evaluates them again: memory stays flat for any raster width, at some repeated work.
+    kept_logits_budget: int = 64 * 2**20
 
 
 @dataclass
@@ -253,7 +256,7 @@ def segment(
     run = CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
     done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
     total_crops = max(1, plan.crop_evaluations)
-    store = CropStore(plan)
+    store = CropStore(plan, settings.kept_logits_budget)
 
     prepare_window = getattr(method, "prepare_window", None)
     release_window = getattr(method, "release_window", None)

@@ -499,3 +499,21 @@ def test_windows_of_sam_grid_methods_are_aligned_to_the_grid(tmp_path):
         assert (c0 + w) % 24 == 0 or c0 + w == width
         assert r0 <= rows[0] and rows[1] <= r0 + h and c0 <= cols[0] and cols[1] <= c0 + w
     assert set(method.evaluated.values()) == {1}
+
+
+def test_a_spent_budget_recomputes_border_crops_with_the_same_labels(tmp_path):
+    """With no budget for logits kept across tile rows, the next row evaluates shared crops again:
+    kept memory is then bounded by the tile, not the raster width, and the labels do not change."""
+    src = write_raster(tmp_path / "in.tif", random_image(90, 110, seed=5))
+    kept = PipelineSettings(tile_working=16, batch_size=3)
+    spent = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=0)
+    counting_kept, counting_spent = CountingMethod(), CountingMethod()
+    with_kept, _ = run(tmp_path, src, "kept", kept, 0.5, method=counting_kept)
+    without, _ = run(tmp_path, src, "spent", spent, 0.5, method=counting_spent)
+    assert set(counting_kept.evaluated.values()) == {1}
+    assert max(counting_spent.evaluated.values()) > 1  # crops shared by two tile rows, evaluated twice
+    assert set(counting_spent.evaluated) == set(counting_kept.evaluated)
+    windows = without.record["windows"]
+    assert windows["crops_evaluated"] == sum(counting_spent.evaluated.values())
+    assert windows["kept_logits_peak_bytes"] < with_kept.record["windows"]["kept_logits_peak_bytes"]
+    assert np.array_equal(read(without.out), read(with_kept.out))
