@@ -171,6 +171,24 @@ def resolve_options(raw: Mapping) -> dict:
     return options
 
 
+def segment_request(options: dict):
+    """The pipeline's SegmentRequest from resolved options (shared by segment and the worker's estimate)."""
+    from engine.pipeline import SegmentRequest
+
+    bands = options["bands"]
+    return SegmentRequest(
+        input=str(options["input"]),
+        out=str(options["out"]) if options.get("out") else None,
+        confidence=str(options["confidence"]) if options.get("confidence") else None,
+        bands=bands if isinstance(bands, (str, type(None))) else tuple(bands),
+        bbox=options["bbox"],
+        bbox_crs=options["bbox_crs"],
+        gsd=float(options["gsd"]) if options["gsd"] is not None else None,
+        threshold=float(options["threshold"]),
+        overwrite=bool(options["overwrite"]),
+    )
+
+
 def prepare_job(raw: Mapping) -> Job:
     """Validate a request fully (vocabulary, raster, bands, bbox, GSD, outputs) before any model loads."""
     from engine.device import resolve_device
@@ -180,7 +198,7 @@ def prepare_job(raw: Mapping) -> Job:
         default_crop_geometry,
         random_weights_requested,
     )
-    from engine.pipeline import PipelineSettings, SegmentRequest, prepare
+    from engine.pipeline import PipelineSettings, prepare
     from engine.vocabulary import build_vocabulary
 
     options = resolve_options(raw)
@@ -192,19 +210,7 @@ def prepare_job(raw: Mapping) -> Job:
     if options["method"] not in METHODS:
         raise UserError(f"unknown method {options['method']!r}: use one of {', '.join(sorted(METHODS))}")
     device = resolve_device(options["device"])
-    request = SegmentRequest(
-        input=str(options["input"]),
-        out=str(options["out"]) if options["out"] else None,
-        confidence=str(options["confidence"]) if options["confidence"] else None,
-        bands=options["bands"]
-        if isinstance(options["bands"], (str, type(None)))
-        else tuple(options["bands"]),
-        bbox=options["bbox"],
-        bbox_crs=options["bbox_crs"],
-        gsd=float(options["gsd"]) if options["gsd"] is not None else None,
-        threshold=float(options["threshold"]),
-        overwrite=bool(options["overwrite"]),
-    )
+    request = segment_request(options)
     crop_size, crop_stride = default_crop_geometry(options["method"])
     prepared = prepare(request, crop_size, crop_stride, settings=pipeline_settings(options, PipelineSettings))
     dtype = options["dtype"] or "auto"

@@ -177,22 +177,13 @@ class Worker:
                     self.tokens.pop(key, None)
 
     def estimate(self, args: dict) -> dict:
-        from engine.cli.segment import pipeline_settings, resolve_options
+        from engine.cli.segment import pipeline_settings, resolve_options, segment_request
         from engine.methods.registry import default_crop_geometry
-        from engine.pipeline import SegmentRequest, estimate
+        from engine.pipeline import estimate
 
         options = resolve_options(args)
-        request = SegmentRequest(
-            input=str(options["input"]),
-            bands=options["bands"]
-            if isinstance(options["bands"], (str, type(None)))
-            else tuple(options["bands"]),
-            bbox=options["bbox"],
-            bbox_crs=options["bbox_crs"],
-            gsd=float(options["gsd"]) if options["gsd"] is not None else None,
-        )
         crop_size, crop_stride = default_crop_geometry(options["method"])
-        return estimate(request, crop_size, crop_stride, settings=pipeline_settings(options))
+        return estimate(segment_request(options), crop_size, crop_stride, settings=pipeline_settings(options))
 
     def segment(self, key: str | None, args: dict) -> dict:
         from engine.cli.segment import run_segment
