@@ -19,11 +19,11 @@ $(STAMP): constraints.txt pyproject.toml resources/scripts/install.sh
 # Engine tests run without QGIS (pytest-qgis disabled); plugin tests run inside pytest-qgis.
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests/engine -p no:pytest_qgis -q
+	$(PY) -m pytest tests/engine -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning -q
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/plugin -q
 
 test-engine: $(STAMP)
-	$(PY) -m pytest tests/engine -p no:pytest_qgis -q
+	$(PY) -m pytest tests/engine -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning -q
 
 test-plugin: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/plugin -q
