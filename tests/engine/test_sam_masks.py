@@ -262,3 +262,106 @@ def test_grid_splits_follow_the_global_grid():
     assert grid_splits(130, 250, 100) == [(0, 70), (70, 170), (170, 250)]
     assert grid_splits(200, 100, 100) == [(0, 100)]
     assert grid_splits(210, 50, 100) == [(0, 50)]
+
+
+def varied_decoder(real_forward, calls: list):
+    """Wraps a mask decoder's forward: records each call's image embedding (one per crop) and, since a
+    random SAM predicts near-identical whole-window masks with stability 0 (one mask survives NMS),
+    adds a blob per output whose centre, radius and softness, and a predicted IoU, are drawn from a
+    generator seeded by the prompt. The outputs stay a deterministic function of the decoder's inputs,
+    which is all that sharing one decoder run assumes; their scores now spread across the thresholds."""
+    import hashlib
+
+    import torch
+
+    def forward(**inputs):
+        embedding = inputs["image_embeddings"].detach().numpy().tobytes()
+        calls.append(hashlib.blake2b(embedding, digest_size=8).hexdigest())
+        masks, iou = real_forward(**inputs)
+        side = masks.shape[-1]
+        yy, xx = torch.meshgrid(torch.arange(side).float(), torch.arange(side).float(), indexing="ij")
+        out = torch.empty_like(masks)
+        for b, prompt in enumerate(inputs["sparse_prompt_embeddings"]):
+            draw = torch.Generator().manual_seed(int(prompt.abs().sum().item() * 1e4) % 2**31)
+            for j in range(masks.shape[1]):
+                cy, cx = torch.rand(2, generator=draw) * side
+                radius = 4 + torch.rand(1, generator=draw) * side / 3
+                softness = 1 + torch.rand(1, generator=draw) * 6
+                out[b, j] = (radius - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()) / softness + masks[b, j]
+        seed = int(out.abs().sum().item()) % 2**31
+        return out, torch.rand(iou.shape, generator=torch.Generator().manual_seed(seed))
+
+    return forward
+
+
+class UpstreamWithEmptyCrops(SamAutomaticMaskGenerator):
+    """segment-anything's generator, with only its empty-crop crash avoided (a crop keeping no mask
+    gets (0, 4) crop boxes instead of a 1-D empty tensor; see test_no_surviving_mask...)."""
+
+    def _process_crop(self, image, crop_box, crop_layer_idx, orig_size):
+        import torch
+
+        data = super()._process_crop(image, crop_box, crop_layer_idx, orig_size)
+        if len(data["rles"]) == 0:
+            data["crop_boxes"] = torch.zeros((0, 4), dtype=torch.int64)
+        return data
+
+
+def upstream_id_maps(sam, parameter_sets, window) -> np.ndarray:
+    """One segment-anything generator per set, run separately: the independent reference."""
+    side = max(window.shape[:2])
+    maps = []
+    for params in parameter_sets:
+        records = UpstreamWithEmptyCrops(
+            sam,
+            points_per_side=params.points_per_side_for(side),
+            pred_iou_thresh=params.pred_iou_thresh,
+            stability_score_thresh=params.stability_score_thresh,
+            crop_n_layers=params.crop_n_layers,
+            crop_n_points_downscale_factor=params.crop_n_points_downscale_factor,
+            min_mask_region_area=params.min_mask_region_area,
+        ).generate(window)
+        maps.append(paint_id_map([r["segmentation"] for r in records], window.shape[:2]))
+    return np.stack(maps)
+
+
+# Three sets on one 2-point grid with different thresholds and region areas, one on a 4-point grid.
+SPREAD = (
+    SamParameterSet("loose", 2, 0.3, 0.2, 0),
+    SamParameterSet("strict", 2, 0.5, 0.3, 0),
+    SamParameterSet("loose-clean", 2, 0.3, 0.2, 300),
+    SamParameterSet("fine", 4, 0.5, 0.1, 100),
+)
+
+
+@pytest.mark.parametrize("parameter_sets", [SPREAD, REFERENCE_PARAMETER_SETS], ids=["spread", "reference"])
+def test_sets_sharing_a_point_grid_share_each_decoder_run_and_keep_their_masks(
+    monkeypatch, sam, window, parameter_sets
+):
+    from collections import Counter
+
+    calls: list[str] = []
+    monkeypatch.setattr(sam.mask_decoder, "forward", varied_decoder(sam.mask_decoder.forward, calls))
+    indices = list(range(len(parameter_sets)))
+    shared = WindowMaskGenerator(sam, parameter_sets, SegmentationCost()).id_maps(window, indices)
+    shared_calls = Counter(calls)
+    calls.clear()
+    unshared = WindowMaskGenerator(sam, parameter_sets, SegmentationCost(), share_decoder=False).id_maps(
+        window, indices
+    )
+    unshared_calls = Counter(calls)
+    calls.clear()
+    expected = upstream_id_maps(sam, parameter_sets, window)
+    # Window + 4 crops; every set decodes each crop's grid in one batch. Two distinct grids (2 and 4
+    # points per side on this window) → 2 decoder runs per crop shared, one per set (4) unshared.
+    assert len(shared_calls) == len(unshared_calls) == 5
+    assert set(shared_calls.values()) == {2}
+    assert set(unshared_calls.values()) == {4}
+    np.testing.assert_array_equal(shared, unshared)
+    np.testing.assert_array_equal(shared, expected)
+    # The comparison is not vacuous: the sets sharing the 2-point grid keep masks; in SPREAD every set
+    # keeps masks and each keeps different ones (thresholds and region areas all matter).
+    assert expected[1:].max() > 0
+    if parameter_sets is SPREAD:
+        assert all(m.max() > 0 for m in expected)
+        assert len({m.tobytes() for m in expected}) == len(parameter_sets)

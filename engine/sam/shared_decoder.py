@@ -1,0 +1,165 @@
+"""One prompt-decoder run per crop for every parameter set that shares a point grid.
+
+segment-anything's generator decodes each crop's point grid in batches and then filters each batch by
+predicted IoU and stability score; box NMS within the crop follows, and small-region removal comes last.
+Parameter sets that share the point grid and the crop layers (ReSeg-CLIP's sets 2–4) therefore get
+identical decoder outputs — mask logits, predicted IoU, stability scores — and differ only in what they
+keep. :class:`SharedCropDecoder` decodes each batch once, computes every per-mask quantity once for
+the union of what the sets keep, and hands each set the subset (in upstream order) that its own filters
+would have left. Each set's generator (``engine.sam.generator.EmptySafeMaskGenerator``) then runs
+segment-anything's own crop merging and small-region post-processing, so its masks equal a separate
+generator's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from segment_anything import SamAutomaticMaskGenerator
+from segment_anything.utils.amg import (
+    MaskData,
+    batch_iterator,
+    batched_mask_to_box,
+    calculate_stability_score,
+    is_box_near_crop_edge,
+    mask_to_rle_pytorch,
+    uncrop_boxes_xyxy,
+    uncrop_masks,
+    uncrop_points,
+)
+from torchvision.ops.boxes import batched_nms  # segment-anything's own NMS (engine.compat when no C ops)
+
+
+def _select(data: MaskData, indices: torch.Tensor) -> MaskData:
+    """A new MaskData holding the rows ``indices`` (int64, ascending) of every field."""
+    picked = {}
+    for key, value in data.items():
+        if isinstance(value, torch.Tensor):
+            picked[key] = value[indices.to(value.device)]
+        elif isinstance(value, np.ndarray):
+            picked[key] = value[indices.numpy()]
+        else:
+            picked[key] = [value[i] for i in indices.tolist()]
+    return MaskData(**picked)
+
+
+class SharedCropDecoder:
+    """Per-crop masks for a group of generators with one point grid, decoding each batch once.
+
+    ``generators``: one per parameter set, all with the same point grids, points per batch, crop
+    layers, crop overlap, box NMS threshold, stability offset and predictor (checked). They differ in
+    ``pred_iou_thresh`` and ``stability_score_thresh`` (and in what they do after the crops)."""
+
+    def __init__(self, generators: Sequence[SamAutomaticMaskGenerator]) -> None:
+        if not generators:
+            raise ValueError("a shared decoder needs at least one generator")
+        lead = generators[0]
+        for other in generators[1:]:
+            same = (
+                other.predictor is lead.predictor
+                and len(other.point_grids) == len(lead.point_grids)
+                and all(np.array_equal(a, b) for a, b in zip(other.point_grids, lead.point_grids))
+                and (other.points_per_batch, other.crop_n_layers, other.crop_overlap_ratio)
+                == (lead.points_per_batch, lead.crop_n_layers, lead.crop_overlap_ratio)
+                and (other.box_nms_thresh, other.stability_score_offset)
+                == (lead.box_nms_thresh, lead.stability_score_offset)
+            )
+            if not same:
+                raise ValueError("generators sharing a decoder must share grid, batching and crop settings")
+        self.lead = lead
+        self.iou_thresholds = [g.pred_iou_thresh for g in generators]
+        self.stability_thresholds = [g.stability_score_thresh for g in generators]
+        # Per crop: the not-yet-collected MaskData of each generator (collected once, then dropped).
+        self._pending: dict[tuple, list[MaskData | None]] = {}
+
+    def crop_data(
+        self, member: int, image: np.ndarray, crop_box: list[int], layer_idx: int, orig_size: tuple
+    ) -> MaskData:
+        """Generator ``member``'s masks of one crop, as its own ``_process_crop`` would return them."""
+        key = (id(image), tuple(crop_box), layer_idx, tuple(orig_size))
+        pending = self._pending.get(key)
+        if pending is None or pending[member] is None:
+            pending = self._decode_crop(image, crop_box, layer_idx, orig_size)
+            self._pending[key] = pending
+        data, pending[member] = pending[member], None
+        if all(entry is None for entry in pending):
+            del self._pending[key]
+        return data
+
+    def _decode_crop(
+        self, image: np.ndarray, crop_box: list[int], layer_idx: int, orig_size: tuple
+    ) -> list[MaskData]:
+        lead = self.lead
+        x0, y0, x1, y1 = crop_box
+        cropped = image[y0:y1, x0:x1, :]
+        cropped_size = cropped.shape[:2]
+        lead.predictor.set_image(cropped)
+        points_for_image = lead.point_grids[layer_idx] * np.array(cropped_size)[None, ::-1]
+        per_member = [MaskData() for _ in self.iou_thresholds]
+        for (points,) in batch_iterator(lead.points_per_batch, points_for_image):
+            for data, batch in zip(per_member, self._decode_batch(points, cropped_size, crop_box, orig_size)):
+                data.cat(batch)
+        lead.predictor.reset_image()
+        for data in per_member:
+            keep = batched_nms(
+                data["boxes"].float(),
+                data["iou_preds"],
+                torch.zeros(len(data["boxes"])),
+                iou_threshold=lead.box_nms_thresh,
+            )
+            data.filter(keep)
+            data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
+            data["points"] = uncrop_points(data["points"], crop_box)
+            data["crop_boxes"] = torch.tensor([crop_box for _ in range(len(data["rles"]))])
+        return per_member
+
+    def _decode_batch(
+        self, points: np.ndarray, im_size: tuple, crop_box: list[int], orig_size: tuple
+    ) -> list[MaskData]:
+        """One decoder run; each member's batch data as upstream ``_process_batch`` leaves it. Every
+        per-mask quantity (stability, box, RLE) depends on that mask alone, so computing it for the union
+        of the members' survivors and then sub-selecting gives each member exactly its own values."""
+        predictor = self.lead.predictor
+        orig_h, orig_w = orig_size
+        in_points = torch.as_tensor(
+            predictor.transform.apply_coords(points, im_size), device=predictor.device
+        )
+        in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
+        masks, iou_preds, _ = predictor.predict_torch(
+            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
+        )
+        data = MaskData(
+            masks=masks.flatten(0, 1),
+            iou_preds=iou_preds.flatten(0, 1),
+            points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)),
+        )
+        del masks
+        count = len(data["iou_preds"])
+        # Upstream skips a filter whose threshold is 0 (so NaN scores survive it): so do we.
+        keep_iou = [
+            data["iou_preds"] > t if t > 0.0 else torch.ones(count, dtype=torch.bool)
+            for t in self.iou_thresholds
+        ]
+        any_iou = torch.stack(keep_iou).any(dim=0)
+        data.filter(any_iou)
+        keep = [k[any_iou] for k in keep_iou]
+        data["stability_score"] = calculate_stability_score(
+            data["masks"], predictor.model.mask_threshold, self.lead.stability_score_offset
+        )
+        for member, threshold in enumerate(self.stability_thresholds):
+            if threshold > 0.0:
+                keep[member] = keep[member] & (data["stability_score"] >= threshold)
+        any_kept = torch.stack(keep).any(dim=0) if keep else torch.zeros(0, dtype=torch.bool)
+        data.filter(any_kept)
+        keep = [k[any_kept] for k in keep]
+        data["masks"] = data["masks"] > predictor.model.mask_threshold
+        data["boxes"] = batched_mask_to_box(data["masks"])
+        inside = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
+        data.filter(inside)
+        keep = [k[inside] for k in keep]
+        data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
+        data["rles"] = mask_to_rle_pytorch(data["masks"])
+        del data["masks"]
+        return [_select(data, torch.nonzero(k).flatten()) for k in keep]
