@@ -35,3 +35,6 @@ RANDOM_WEIGHTS_ENV = "RS_OVSEG_RANDOM_WEIGHTS"
 # Rendering "what the map shows" beyond this many pixels a side is refused: the temporary GeoTIFF
 # would not fit comfortably in memory (QImage holds 4 bytes per pixel).
 MAX_RENDER_SIDE_PX = 16384
+
+# The dock's input choices (indices of its "Input" list): a raster layer, or what the map shows.
+SOURCE_LAYER, SOURCE_MAP = 0, 1

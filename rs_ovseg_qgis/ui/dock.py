@@ -44,26 +44,22 @@ from qgis.PyQt.QtWidgets import (
 from ..core import engine_service
 from ..core.capture import (
     CaptureError,
-    capture_file_layer,
     capture_rendered,
-    file_source_path,
     metres_to_map_units,
     native_gsd_m,
     pixel_size,
-    transform_extent,
 )
-from ..core.estimate import EstimateJob, estimate_args, format_estimate, rendered_grid_stand_in
+from ..core.estimate import EstimateJob
 from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
 from ..core.segment_run import RunPlan, SegmentRun
-from ..core.settings import engine_python
 from ..core.vocabulary import Vocabulary, VocabularyError
-from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY
+from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY, SOURCE_LAYER
 from .advanced_section import AdvancedSection
 from .engine_section import EngineSection
 from .vocabulary_editor import VocabularyEditor
+from .work_estimate import WorkEstimate
 
 DOCK_OBJECT_NAME = "RsOvsegDock"
-SOURCE_LAYER, SOURCE_MAP = 0, 1
 # SegEarth-OV resizes a 1000-pixel OpenEarthMap tile to 448 pixels: the default working resolution is
 # the layer's pixel size times this factor (the reference behaviour).
 REFERENCE_GSD_FACTOR = 1000 / 448
@@ -76,7 +72,7 @@ ESTIMATE_DELAY_MS = 400
 ESTIMATE_STOP_WAIT_S = 5.0  # an estimate answers within a second once told to cancel
 
 
-class RsOvsegDock(QDockWidget):
+class RsOvsegDock(WorkEstimate, QDockWidget):
     """Collects the vocabulary and the extent, runs the engine and shows progress."""
 
     def __init__(self, parent=None, iface=None):
@@ -369,69 +365,6 @@ class RsOvsegDock(QDockWidget):
         self._size_text = text
         self.size_label.setText(f"{text}\n{engine_line}" if engine_line else text)
 
-    # --- the engine's estimate -------------------------------------------------------------------
-    def schedule_estimate(self) -> None:
-        """(Re)start the debounce timer: the estimate is asked once the choices stop changing."""
-        if not self._closed:
-            self._estimate_timer.start()
-
-    def estimate_capture(self, path: Path):
-        """What a run would hand the engine (CaptureResult), without rendering anything."""
-        extent = self.current_extent()
-        if extent is None:
-            raise CaptureError("choose an extent")
-        gsd = self.gsd_spin.value()
-        layer = self.layer_combo.currentLayer()
-        if self.source_combo.currentIndex() == SOURCE_LAYER:
-            if not isinstance(layer, QgsRasterLayer):
-                raise CaptureError("choose a raster layer")
-            if file_source_path(layer) is not None:
-                return capture_file_layer(layer, QgsRectangle(extent), extent.crs(), gsd)
-            # Rendered first by the algorithm: over the extent in the layer's CRS.
-            area = transform_extent(QgsRectangle(extent), extent.crs(), layer.crs()).intersect(layer.extent())
-            return rendered_grid_stand_in(area, layer.crs(), gsd, path)
-        return rendered_grid_stand_in(QgsRectangle(extent), extent.crs(), gsd, path)
-
-    def start_estimate(self) -> None:
-        """Ask the engine (on a background thread) for the run's pixels and windows."""
-        if self._closed or not self._estimable:
-            return
-        generation = self._estimate_generation
-        if not engine_python().exists():
-            self._set_size_text(self._size_text, "engine: not set up yet (Engine ▸ Set up engine)")
-            return
-        stand_in = Path(self._render_dir.name) / f"estimate_{generation}.vrt"
-        try:
-            capture = self.estimate_capture(stand_in)
-            options = json.loads(self.engine_options_edit.text().strip() or "{}")
-        except (CaptureError, ValueError) as error:
-            self._set_size_text(self._size_text, f"engine: no estimate ({error})")
-            return
-        args = estimate_args(capture, options if isinstance(options, dict) else {})
-        job = EstimateJob(engine_service.shared_client(), args, parent=self)
-
-        def done() -> None:
-            if self._closed:
-                return
-            self._estimates.remove(job)
-            job.deleteLater()
-            with contextlib.suppress(OSError):
-                stand_in.unlink(missing_ok=True)
-            if generation != self._estimate_generation:
-                return  # the choices changed meanwhile; a newer estimate is on its way
-            if job.result is not None:
-                self.last_estimate = job.result
-                self._set_size_text(self._size_text, format_estimate(job.result))
-            else:
-                self.last_estimate = None
-                self._set_size_text(self._size_text, f"engine: no estimate ({job.error})")
-                engine_service.log("warning", f"estimate failed: {job.error}")
-
-        job.done.connect(done)
-        self._estimates.append(job)
-        self.estimates_sent += 1
-        job.start()
-
     def use_selection_extent(self) -> None:
         layer = self.iface.activeLayer() if self.iface is not None else None
         if not isinstance(layer, QgsVectorLayer) or layer.selectedFeatureCount() == 0:
@@ -527,7 +460,6 @@ class RsOvsegDock(QDockWidget):
             self.progress_bar.setValue(0)
             self.show_message(message, Qgis.Critical)
 
-    # --- engine ------------------------------------------------------------------------------------
     # --- messages ----------------------------------------------------------------------------------
     def show_message(self, message: str, level=Qgis.Info) -> None:
         """Errors and results in QGIS's message bar; everything also in the log panel."""

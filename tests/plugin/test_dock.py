@@ -11,9 +11,9 @@ from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject, Qgs
 from qgis.PyQt.QtCore import QCoreApplication
 
 from rs_ovseg_qgis.core.vocabulary import Vocabulary
-from rs_ovseg_qgis.definitions import PROJECT_SCOPE, PROJECT_VOCABULARY
+from rs_ovseg_qgis.definitions import PROJECT_SCOPE, PROJECT_VOCABULARY, SOURCE_MAP
 from rs_ovseg_qgis.processing.provider import RsOvsegProvider
-from rs_ovseg_qgis.ui.dock import SOURCE_MAP, RsOvsegDock
+from rs_ovseg_qgis.ui.dock import RsOvsegDock
 
 RUN_TIMEOUT_S = 120
 
