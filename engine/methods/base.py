@@ -34,3 +34,31 @@ class DenseMethod(Protocol):
     def describe(self) -> dict:
         """Every setting plus model and upsampler information, JSON-serialisable, for the run's sidecar."""
         ...
+
+
+class TextQueryMethod:
+    """What the CLIP methods share: crop geometry from their settings and template-ensembled queries.
+
+    Subclasses set ``settings`` (with ``crop_size`` and ``crop_stride``), ``model``, ``tokenizer``,
+    ``templates`` and ``device``. Query embeddings stay float32 whatever the model's dtype: they are
+    computed once per vocabulary and the cosine is taken in float32.
+    """
+
+    @property
+    def crop_size(self) -> int:
+        return self.settings.crop_size
+
+    @property
+    def crop_stride(self) -> int:
+        return self.settings.crop_stride
+
+    def set_queries(self, queries: list[str]) -> None:
+        from engine.clip.text import encode_queries
+        from engine.errors import UserError
+
+        if not queries:
+            raise UserError("the vocabulary is empty: give at least one class name")
+        self.queries = list(queries)
+        self.query_features = encode_queries(
+            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=torch.float32
+        )

@@ -26,8 +26,8 @@ from torch import nn
 
 from engine.clip.dense import patch_padding, remove_padding
 from engine.clip.templates import resolve_templates
-from engine.clip.text import encode_queries
 from engine.errors import UserError
+from engine.methods.base import TextQueryMethod
 from engine.methods.reseg.attention_masks import additive_bias, allowed_from_patch_ids, self_only_allowed
 from engine.methods.reseg.id_maps import OUTSIDE_ID, crop_id_maps, patch_majority_ids
 from engine.methods.reseg.masked_blocks import masked_forward, num_heads, vision_depth
@@ -88,7 +88,7 @@ class ResegClipSettings:
         self.parameter_sets = tuple(self.parameter_sets)
 
 
-class ResegClip:
+class ResegClip(TextQueryMethod):
     """ReSeg-CLIP on an open_clip ViT and a segment-anything SAM. Implements ``DenseMethod`` plus the
     optional ``prepare_window`` hook."""
 
@@ -158,25 +158,9 @@ class ResegClip:
         return str(id(sam_model))
 
     @property
-    def crop_size(self) -> int:
-        return self.settings.crop_size
-
-    @property
-    def crop_stride(self) -> int:
-        return self.settings.crop_stride
-
-    @property
     def logit_scale(self) -> float:
         """Scale the pipeline applies before the softmax (the reference: 1, raw cosines)."""
         return self.settings.logit_scale
-
-    def set_queries(self, queries: list[str]) -> None:
-        if not queries:
-            raise UserError("the vocabulary is empty: give at least one class name")
-        self.queries = list(queries)
-        self.query_features = encode_queries(
-            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=torch.float32
-        )
 
     # -- SAM side -------------------------------------------------------------------------------------
 

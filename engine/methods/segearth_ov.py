@@ -19,8 +19,8 @@ from torch import nn
 from engine.clip.attention import ATTENTION_MODES, attention_mode
 from engine.clip.dense import DenseClip, remove_padding
 from engine.clip.templates import resolve_templates
-from engine.clip.text import encode_queries
 from engine.errors import UserError
+from engine.methods.base import TextQueryMethod
 from engine.precision import resolve_dtype
 from engine.upsamplers.cosine import upsampled_cosine_logits
 
@@ -61,7 +61,7 @@ class SegEarthOVSettings:
             )
 
 
-class SegEarthOV:
+class SegEarthOV(TextQueryMethod):
     """SegEarth-OV on an open_clip ViT. Implements ``engine.methods.base.DenseMethod``.
 
     ``model``: open_clip CLIP (ViT); ``tokenizer``: its tokenizer; ``upsampler``: a module mapping
@@ -105,22 +105,6 @@ class SegEarthOV:
         self._std = torch.tensor(self.settings.pixel_std, device=self.device).view(shape) * 255
         self.queries: list[str] = []
         self.query_features: torch.Tensor | None = None
-
-    @property
-    def crop_size(self) -> int:
-        return self.settings.crop_size
-
-    @property
-    def crop_stride(self) -> int:
-        return self.settings.crop_stride
-
-    def set_queries(self, queries: list[str]) -> None:
-        if not queries:
-            raise UserError("the vocabulary is empty: give at least one class name")
-        self.queries = list(queries)
-        self.query_features = encode_queries(
-            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=torch.float32
-        )
 
     def normalise(self, crops: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) uint8 RGB -> CLIP-normalised float32."""
