@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from engine.allocator import keep_freed_memory
 from engine.bench import flops as fl
 from engine.bench.cases import BenchCase
 
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     """Subprocess entry: ``CASE.json RESULT.json INPUT [LABELS_COPY [WARMUP_INPUT]]``."""
     import resource
 
+    keep_freed_memory()  # as the engine's commands do (engine.allocator)
     argv = sys.argv[1:] if argv is None else argv
     case = BenchCase.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     result_path = Path(argv[1])

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from engine import __version__
+from engine.allocator import keep_freed_memory
 from engine.errors import UserError
 
 # command name -> (module, one-line help)
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     chosen = chosen if chosen in COMMANDS else None
     args = build_parser(chosen).parse_args(argv)
+    keep_freed_memory()  # before any model exists: large tensors then reuse heap pages (engine.allocator)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

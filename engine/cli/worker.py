@@ -36,6 +36,7 @@ import threading
 import traceback
 from typing import TextIO
 
+from engine.allocator import release_free_memory
 from engine.diagnostics import engine_report
 from engine.errors import Cancelled, UserError
 
@@ -171,6 +172,7 @@ class Worker:
                 }
             )
         finally:
+            release_free_memory()  # the heap keeps its high-water mark until trimmed (engine.allocator)
             self.log_handler.request_id = None
             if key is not None:
                 with self.tokens_lock:
