@@ -98,6 +98,13 @@ def scaling_fields(small: dict, large: dict) -> dict:
     }
 
 
+def relative_cost_fields(reference: dict, record: dict) -> dict:
+    """Seconds per km² of ``record`` over those of ``reference`` (same device and dtype)."""
+    own = record["seconds"] / record["area_km2"]
+    theirs = reference["seconds"] / reference["area_km2"]
+    return {"cost_relative_to": reference["case"], "cost_per_km2_ratio": round(own / theirs, 3)}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -189,5 +196,7 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
             record["label_agreement"] = round(labels_agreement(Path(reference), labels), 6)
     if case.scaling_of and case.scaling_of in done:
         record.update(scaling_fields(done[case.scaling_of], record))
+    if case.cost_relative_to and case.cost_relative_to in done:
+        record.update(relative_cost_fields(done[case.cost_relative_to], record))
     done[case.name] = record
     return {k: v for k, v in record.items() if k != "labels"}

@@ -19,7 +19,7 @@ from osgeo import gdal
 from engine.bench.cases import BenchCase, mosaic_vrt, synthetic_raster
 from engine.bench.peak import measure_matmul_peak
 from engine.bench.report import REQUIRED_FIELDS, summarise
-from engine.cli.bench import labels_agreement, scaling_fields
+from engine.cli.bench import labels_agreement, relative_cost_fields, scaling_fields
 
 gdal.UseExceptions()
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +133,12 @@ def test_scaling_ratios():
     assert ratios["area_ratio"] == 16.0 and ratios["time_ratio"] == 25.0
     assert ratios["peak_rss_ratio"] == 1.1 and ratios["crop_evaluation_ratio"] == 25.0
     assert ratios["time_per_crop_ratio"] == 1.0
+
+
+def test_relative_cost_is_per_km2():
+    segearth = {"case": "seg", "area_km2": 0.25, "seconds": 5.0}  # 20 s/km²
+    reseg = {"case": "reseg", "area_km2": 1.0, "seconds": 30.0}  # 30 s/km²
+    assert relative_cost_fields(segearth, reseg) == {"cost_relative_to": "seg", "cost_per_km2_ratio": 1.5}
 
 
 def test_matmul_peak_reports_its_measurement():
