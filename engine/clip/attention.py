@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import UserError
+from engine.onednn_linear import linear
 
 #: NACLIP's Gaussian neighbourhood standard deviation, in patches.
 NACLIP_GAUSSIAN_STD = 1.0
@@ -125,7 +126,7 @@ def modified_last_block(
     batch, tokens, width = x.shape
     heads = attn.num_heads
     head_dim = width // heads
-    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+    qkv = linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)  # oneDNN for CPU fp32
     # (B, N, 3D) -> three (B, heads, N, head_dim)
     q, k, v = qkv.view(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
     if mode.terms:

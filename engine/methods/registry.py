@@ -103,6 +103,11 @@ class ModelCache:
                 raise UserError(
                     "no model loader is available in this engine build; pass --random-weights for a test run"
                 )
+            # fp32 products on CPU through oneDNN (MKL's AVX2 path on AMD runs at ~half the peak);
+            # every other device/dtype takes the modules' usual path, decided per call.
+            from engine.onednn_linear import use_onednn_linears
+
+            use_onednn_linears(model)
             self._clip[key] = (model, tokenizer, dict(info))
         return self._clip[key]
 

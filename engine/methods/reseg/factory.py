@@ -34,6 +34,7 @@ def create_reseg_clip(options, models):
     """``(MethodOptions, ModelCache) → ResegClip`` for ``METHODS["reseg-clip"]``."""
     from engine.methods.registry import torch_dtype
     from engine.methods.reseg_clip import ResegClip, ResegClipSettings
+    from engine.onednn_linear import use_onednn_linears
     from engine.sam.parameter_sets import parameter_set_from_dict
 
     extra = dict(options.extra or {})
@@ -64,6 +65,7 @@ def create_reseg_clip(options, models):
             sam, sam_info = load_sam_cached(sam_spec, random_weights=True, seed=options.seed)
     else:
         sam, sam_info = load_sam_cached(sam_spec, random_weights=False, seed=options.seed)
+    use_onednn_linears(sam)  # as for CLIP (engine.onednn_linear); idempotent for a cached SAM
     if options.random_weights:
         # Random SAMs of one architecture differ by seed: the seed must be part of the mask-cache key.
         sam_info = {**sam_info, "seed": options.seed}
