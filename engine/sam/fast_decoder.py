@@ -1,0 +1,208 @@
+"""segment-anything's mask decoder, reorganised for many point prompts against one image embedding.
+
+The automatic mask generator decodes dozens of points per call against one image embedding and (without
+mask prompts) one dense prompt. Upstream repeats the embedding per point and projects every image
+position per point in every attention. :class:`FastMaskDecoder` gives the same outputs with less work:
+
+- Until the first image update the image side is the same for every point, so the first block's
+  image-side projections run once and are broadcast.
+- Image-to-token attention applies ``out_proj`` to the few value tokens instead of to every image
+  position: ``out_proj`` is affine and each head's softmax rows sum to one, so the attention output is
+  ``Σ_h P_h (V_h W_h^T + b) − (heads − 1)·b``.
+- Where the per-point image-side projection is a plain ``nn.Linear`` (token-to-image keys, image-to-token
+  queries), its weight is folded into the heads × tokens rows instead (56 rows for a point prompt), and
+  token-to-image values are projected after the softmax-weighted sum; this about halves the
+  multiply-adds. Any other module is called as it is, so a swapped-in kernel still takes effect.
+- After the final attention only the IoU and mask tokens are read, so only they attend.
+
+Anything else (several embeddings, differing dense prompts, unfamiliar modules) runs upstream's forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.mask_decoder import MaskDecoder
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
+from torch import nn
+
+# Shared with the upstream decoder under the same names, so parameters and state-dict keys are the same.
+_SHARED_MODULES = (
+    "transformer",
+    "iou_token",
+    "mask_tokens",
+    "output_upscaling",
+    "output_hypernetworks_mlps",
+    "iou_prediction_head",
+)
+POINTS_PER_CHUNK = 8  # bounds the per-chunk image-sized tensors (tens of MB), not measurably slower
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(..., L, heads·d) → (..., heads, L, d), a view."""
+    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
+
+
+def _block_diagonal(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(b, T, heads·d) → (b, heads·T, heads·d): row (h, t) holds token t's head-h slice, zeros elsewhere."""
+    b, tokens, width = x.shape
+    out = x.new_zeros(b, heads, tokens, heads, width // heads)
+    out.diagonal(dim1=1, dim2=3).copy_(_split_heads(x, heads).permute(0, 2, 3, 1))
+    return out.view(b, heads * tokens, width)
+
+
+def _tokens_to_shared_image(attn: Attention, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """(b, T, C) tokens attending to image keys/values (1, N, C') projected once for all points: all
+    points' tokens form one long query sequence per head."""
+    heads = attn.num_heads
+    q = _split_heads(attn.q_proj(queries), heads)  # (b, H, T, d)
+    b, _, tokens, d = q.shape
+    q = q.transpose(0, 1).reshape(1, heads, b * tokens, d)
+    out = F.scaled_dot_product_attention(q, _split_heads(k, heads), _split_heads(v, heads))
+    return attn.out_proj(out.view(heads, b, tokens, d).permute(1, 2, 0, 3).flatten(2))
+
+
+def _tokens_to_image(attn: Attention, queries: torch.Tensor, keys_pe: torch.Tensor, keys: torch.Tensor):
+    """(b, T, C) tokens attending to each point's own (b, N, C) image."""
+    heads, q = attn.num_heads, attn.q_proj(queries)
+    if type(attn.k_proj) is not nn.Linear:
+        k, v = _split_heads(attn.k_proj(keys_pe), heads), _split_heads(attn.v_proj(keys), heads)
+        out = F.scaled_dot_product_attention(_split_heads(q, heads), k, v)
+        return attn.out_proj(out.transpose(1, 2).flatten(2))
+    # Fold k_proj into the queries; its bias shifts a query's scores by a constant the softmax ignores.
+    b, tokens, width = q.shape
+    q = _block_diagonal(q * (width // heads) ** -0.5, heads) @ attn.k_proj.weight  # (b, H·T, C)
+    probs = torch.bmm(q, keys_pe.transpose(1, 2)).softmax(dim=-1)
+    values = attn.v_proj(torch.bmm(probs, keys))  # = probs @ v_proj(keys): each row of probs sums to one
+    out = values.view(b, heads, tokens, heads, -1).diagonal(dim1=1, dim2=3)  # (b, T, d, H)
+    return attn.out_proj(out.transpose(2, 3).flatten(2))
+
+
+def _image_to_tokens(attn: Attention, image: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, shared):
+    """The image attending to (b, T, C) tokens: ``image`` is each point's own (b, N, C), or when
+    ``shared`` the (1, N, C') queries projected once for all points."""
+    heads = attn.num_heads
+    k = _block_diagonal(attn.k_proj(keys), heads)  # (b, H·T, C')
+    b, rows, width = k.shape
+    k = k * (width // heads) ** -0.5
+    if shared:  # scores as (b, H·T, N), here one plain matrix product
+        scores = k @ image[0].T
+    elif type(attn.q_proj) is nn.Linear:  # fold q_proj into the keys
+        w, bias = attn.q_proj.weight, attn.q_proj.bias
+        scores = torch.baddbmm((k @ bias).unsqueeze(-1), k @ w, image.transpose(1, 2))
+    else:
+        scores = torch.bmm(k, attn.q_proj(image).transpose(1, 2))
+    probs = scores.view(b, heads, rows // heads, -1).softmax(dim=2).view(b, rows, -1)
+    value_rows = attn.out_proj(_block_diagonal(attn.v_proj(values), heads))  # V_h W_h^T + bias per (h, t)
+    bias = attn.out_proj(k.new_zeros(1, width))
+    return torch.baddbmm(bias, probs.transpose(1, 2), value_rows, beta=1 - heads)
+
+
+class FastMaskDecoder(nn.Module):
+    """Drop-in for segment-anything's ``MaskDecoder`` (same parameters, same outputs to fp32 rounding);
+    ``.upstream`` is the wrapped decoder."""
+
+    def __init__(self, upstream: MaskDecoder) -> None:
+        super().__init__()
+        for name in _SHARED_MODULES:
+            setattr(self, name, getattr(upstream, name))
+        self.transformer_dim = upstream.transformer_dim
+        self.num_multimask_outputs = upstream.num_multimask_outputs
+        self.num_mask_tokens = upstream.num_mask_tokens
+        self.__dict__["upstream"] = upstream  # reachable, but not a submodule: no duplicate state-dict keys
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding, sparse, dense = image_embeddings, sparse_prompt_embeddings, dense_prompt_embeddings
+        if not self._fast_path_applies(embedding, image_pe, sparse, dense):
+            return self.upstream(embedding, image_pe, sparse, dense, multimask_output)
+        _, c, h, w = embedding.shape
+        image = (embedding + dense[:1]).flatten(2).transpose(1, 2).contiguous()
+        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        first, image_pe_sum = self.transformer.layers[0], image + pe
+        shared = (
+            first.cross_attn_token_to_image.k_proj(image_pe_sum),
+            first.cross_attn_token_to_image.v_proj(image),
+            first.cross_attn_image_to_token.q_proj(image_pe_sum),
+        )
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.expand(sparse.shape[0], -1, -1), sparse], dim=1)
+        picked = slice(1, None) if multimask_output else slice(0, 1)
+        masks, iou = [], []
+        for chunk in tokens.split(POINTS_PER_CHUNK):
+            queries, keys = self._transformer(image, pe, chunk, shared)
+            masks.append(self._masks(keys.transpose(1, 2).view(-1, c, h, w), queries, picked))
+            iou.append(self.iou_prediction_head(queries[:, 0])[:, picked])
+        return torch.cat(masks), torch.cat(iou)
+
+    def _fast_path_applies(self, image, image_pe, sparse, dense) -> bool:
+        t = self.transformer
+        if image.shape[0] != 1 or image_pe.shape[0] != 1 or sparse.shape[0] == 0:
+            return False
+        if type(t) is not TwoWayTransformer:
+            return False
+        attentions = [t.final_attn_token_to_image]
+        for i, block in enumerate(t.layers):
+            if type(block) is not TwoWayAttentionBlock or block.skip_first_layer_pe != (i == 0):
+                return False
+            attentions += [block.self_attn, block.cross_attn_token_to_image, block.cross_attn_image_to_token]
+        if len(t.layers) == 0 or any(type(a) is not Attention for a in attentions):
+            return False
+        upscaling = [type(m) for m in self.output_upscaling]
+        if len(upscaling) != 5 or upscaling[:2] != [nn.ConvTranspose2d, LayerNorm2d]:
+            return False
+        return dense.shape[0] == 1 or dense.stride(0) == 0 or torch.equal(dense, dense[:1].expand_as(dense))
+
+    def _transformer(self, image, pe, tokens, shared):
+        """The two-way transformer for one chunk of points; ``shared``: the first block's token-to-image
+        keys and values and image-to-token queries."""
+        first, *rest = self.transformer.layers
+        queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
+        update = _tokens_to_shared_image(first.cross_attn_token_to_image, queries + tokens, *shared[:2])
+        queries = first.norm2(queries + update)
+        queries = first.norm3(queries + first.mlp(queries))
+        update = _image_to_tokens(first.cross_attn_image_to_token, shared[2], queries + tokens, queries, True)
+        keys = first.norm4(image + update)
+        for block in rest:
+            q = queries + tokens
+            queries = block.norm1(queries + block.self_attn(q=q, k=q, v=queries))
+            keys_pe = keys + pe
+            update = _tokens_to_image(block.cross_attn_token_to_image, queries + tokens, keys_pe, keys)
+            queries = block.norm2(queries + update)
+            queries = block.norm3(queries + block.mlp(queries))
+            attn = block.cross_attn_image_to_token
+            keys = block.norm4(keys + _image_to_tokens(attn, keys_pe, queries + tokens, queries, False))
+        # Tokens attend independently, and only the IoU and mask tokens are read after this attention.
+        queries, tokens = queries[:, : 1 + self.num_mask_tokens], tokens[:, : 1 + self.num_mask_tokens]
+        attn = self.transformer.final_attn_token_to_image
+        update = _tokens_to_image(attn, queries + tokens, keys + pe, keys)
+        return self.transformer.norm_final_attn(queries + update), keys
+
+    def _masks(self, src: torch.Tensor, queries: torch.Tensor, picked: slice) -> torch.Tensor:
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        x = up1(src)  # src is channels-last (a view of the token-major keys), and so is x
+        # LayerNorm2d normalises over channels: one layer_norm pass over the channels-last layout.
+        x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), norm.weight, norm.bias, norm.eps)
+        x = act2(up2(act1(x.permute(0, 3, 1, 2))))
+        mlps = self.output_hypernetworks_mlps
+        hyper = torch.stack([mlps[i](queries[:, 1 + i]) for i in range(self.num_mask_tokens)[picked]], dim=1)
+        return (hyper @ x.flatten(2)).unflatten(-1, x.shape[-2:])
+
+
+def install_fast_decoder(sam: nn.Module) -> None:
+    """Replace ``sam.mask_decoder`` by a :class:`FastMaskDecoder` around it (idempotent)."""
+    if not isinstance(sam.mask_decoder, FastMaskDecoder):
+        sam.mask_decoder = FastMaskDecoder(sam.mask_decoder)
+
+
+def uninstall_fast_decoder(sam: nn.Module) -> None:
+    """Put the upstream decoder back (no-op when the fast one is not installed)."""
+    if isinstance(sam.mask_decoder, FastMaskDecoder):
+        sam.mask_decoder = sam.mask_decoder.upstream
