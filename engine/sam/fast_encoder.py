@@ -1,0 +1,82 @@
+"""SAM image-encoder attention without materialising the full attention matrix.
+
+segment-anything's ``Attention`` builds softmax(q kᵀ · s + B) as a dense (batch·heads, N, N) tensor, B the
+decomposed relative-position bias B[(h, w), (h', w')] = Rh[h, w, h'] + Rw[h, w, w']. In the four global
+blocks N = 64² = 4096, so each of those tensors (scores, scores + bias, softmax) is 805 MB for ViT-B's
+12 heads: a 1024² pass allocated ~10 GB of fresh pages and spent as long in page faults as in arithmetic
+(13-21 s per ViT-B pass on the 2-core CPU).
+
+``RelPosAttention`` computes the same thing one block of queries at a time with
+``scaled_dot_product_attention``, whose additive mask is that block's rows of B, assembled from the small
+Rh and Rw by broadcasting. Softmax is per query row, so splitting the rows changes nothing but the
+rounding. The projections stay the wrapped module's own (so a faster CPU linear swapped into them applies).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling.image_encoder import Attention, get_rel_pos
+from torch import nn
+
+#: Upper bound on one query block's bias (batch·heads × rows × N values): 128 MB of float32, reused from
+#: block to block (ViT-B global block: 12 heads × 682 rows × 4096 keys; larger blocks ran no faster).
+BIAS_VALUES_PER_BLOCK = 32 * 2**20
+
+
+class RelPosAttention(nn.Module):
+    """Drop-in for segment-anything's image-encoder ``Attention`` (same parameters and state-dict keys)."""
+
+    def __init__(self, upstream: Attention) -> None:
+        super().__init__()
+        self.num_heads = upstream.num_heads
+        self.scale = upstream.scale
+        self.qkv = upstream.qkv
+        self.proj = upstream.proj
+        self.use_rel_pos = upstream.use_rel_pos
+        if self.use_rel_pos:
+            self.rel_pos_h = upstream.rel_pos_h
+            self.rel_pos_w = upstream.rel_pos_w
+
+    def _relative_bias(self, q: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rh (BH, H, W, H) and Rw (BH, H, W, W) from the unscaled queries q (BH, H·W, C)."""
+        rel_h = get_rel_pos(height, height, self.rel_pos_h)  # (H, H, C)
+        rel_w = get_rel_pos(width, width, self.rel_pos_w)  # (W, W, C)
+        grid_q = q.reshape(q.shape[0], height, width, q.shape[-1])
+        return (
+            torch.einsum("bhwc,hkc->bhwk", grid_q, rel_h),
+            torch.einsum("bhwc,wkc->bhwk", grid_q, rel_w),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, _ = x.shape
+        tokens, heads = height * width, self.num_heads
+        # (B, heads, N, C): in 4-D, scaled_dot_product_attention takes its fused CPU kernel even with a
+        # mask (in 3-D it falls back to the unfused one, 2.5x slower here).
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        if not self.use_rel_pos:
+            mixed = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            rel_h, rel_w = self._relative_bias(q.reshape(batch * heads, tokens, -1), height, width)
+            rel_h = rel_h.reshape(batch, heads, tokens, height, 1)
+            rel_w = rel_w.reshape(batch, heads, tokens, 1, width)
+            rows = max(1, BIAS_VALUES_PER_BLOCK // (batch * heads * tokens))
+            mixed = torch.empty_like(q)
+            for first in range(0, tokens, rows):
+                block = slice(first, min(first + rows, tokens))
+                bias = (rel_h[:, :, block] + rel_w[:, :, block]).view(batch, heads, -1, tokens)
+                mixed[:, :, block] = F.scaled_dot_product_attention(
+                    q[:, :, block], k, v, attn_mask=bias.to(q.dtype), scale=self.scale
+                )
+        return self.proj(mixed.permute(0, 2, 1, 3).reshape(batch, height, width, -1))
+
+
+def install_fast_encoder_attention(sam: nn.Module) -> int:
+    """Replace every image-encoder ``Attention`` of ``sam`` by a ``RelPosAttention`` sharing its
+    parameters; returns how many were replaced (0 when already done)."""
+    replaced = 0
+    for block in getattr(sam.image_encoder, "blocks", []):
+        if type(block.attn) is Attention:
+            block.attn = RelPosAttention(block.attn)
+            replaced += 1
+    return replaced

@@ -1,0 +1,50 @@
+"""engine.sam.fast_encoder: blockwise relative-position attention equals segment-anything's own."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from segment_anything.modeling.image_encoder import Attention
+
+from engine.models.sam_architectures import create_sam
+from engine.sam import fast_encoder
+from engine.sam.fast_encoder import RelPosAttention, install_fast_encoder_attention
+
+
+def _randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Relative-position tables start at zero, which would hide a wrong bias: fill them randomly."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return module
+
+
+@pytest.mark.parametrize("rel_pos", [True, False])
+@pytest.mark.parametrize("rows_per_block", [7, 10_000])  # several query blocks (one ragged), or one
+def test_blockwise_attention_equals_upstream(monkeypatch, rel_pos, rows_per_block):
+    grid = (6, 5)
+    upstream = _randomised(Attention(16, num_heads=4, use_rel_pos=rel_pos, input_size=grid), seed=1).eval()
+    monkeypatch.setattr(fast_encoder, "BIAS_VALUES_PER_BLOCK", rows_per_block * 2 * 4 * 30)
+    x = torch.randn(2, *grid, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = upstream(x)
+        got = RelPosAttention(upstream)(x)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert got.shape == expected.shape
+
+
+def test_installed_encoder_gives_the_same_embedding_and_keeps_its_state_dict():
+    sam = _randomised(create_sam("tiny", seed=3), seed=4)
+    fast = copy.deepcopy(sam)
+    assert install_fast_encoder_attention(fast) == len(sam.image_encoder.blocks)
+    assert install_fast_encoder_attention(fast) == 0  # idempotent
+    assert list(fast.state_dict()) == list(sam.state_dict())
+    image = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = sam.image_encoder(image)
+        got = fast.image_encoder(image)
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() <= 1e-4 * scale
