@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.onednn_linear import linear  # oneDNN for CPU float32
 from engine.upsamplers.adaptive_conv import adaptive_conv_upsampled
 from engine.upsamplers.neighbour_similarity import neighbour_dot_products
 
@@ -41,8 +42,8 @@ def _pointwise(stack: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
         return stack(features.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     first, last = stack[0], stack[3]
     dtype = features.dtype  # the parameters follow the features (bf16 products under a bf16 backbone)
-    hidden = F.gelu(F.linear(features, first.weight[:, :, 0, 0].to(dtype), first.bias.to(dtype)))
-    return F.linear(hidden, last.weight[:, :, 0, 0].to(dtype), last.bias.to(dtype))
+    hidden = F.gelu(linear(features, first.weight[:, :, 0, 0].to(dtype), first.bias.to(dtype)))
+    return linear(hidden, last.weight[:, :, 0, 0].to(dtype), last.bias.to(dtype))
 
 
 class JointBilateralUpsampler(nn.Module):

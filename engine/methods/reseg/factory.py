@@ -21,12 +21,19 @@ EXTRA_OPTIONS = frozenset({"sam", "schedule", "sam_window", "mask_cache_dir", "s
 
 
 def load_sam_cached(spec: str | None, *, random_weights: bool, seed: int):
-    """(Sam, info), loaded through ``engine.models.loading.load_sam_model`` once per process."""
+    """(Sam, info) once per process: a random-weights architecture name ("vit_b", "tiny", ...) is built
+    by ``create_sam``; anything else goes through ``engine.models.loading.load_sam_model``."""
     key = (spec, random_weights, seed)
     if key not in _SAM_MODELS:
-        from engine.models.loading import load_sam_model
+        from engine.models.sam_architectures import SAM_ARCHITECTURES, create_sam
 
-        _SAM_MODELS[key] = load_sam_model(spec, random_weights=random_weights, seed=seed)
+        if random_weights and spec in SAM_ARCHITECTURES:
+            info = {"name": f"random-{spec}", "architecture": spec, "random_weights": True, "seed": seed}
+            _SAM_MODELS[key] = (create_sam(spec, seed=seed), info)
+        else:
+            from engine.models.loading import load_sam_model
+
+            _SAM_MODELS[key] = load_sam_model(spec, random_weights=random_weights, seed=seed)
     return _SAM_MODELS[key]
 
 
@@ -50,23 +57,7 @@ def create_reseg_clip(options, models):
     if extra.get("sam") is None and options.random_weights:
         extra["sam"] = "tiny"  # a random-weights run needs no SAM file; "tiny" keeps it fast
     sam_spec = extra.get("sam")
-    if options.random_weights:
-        from engine.models.sam_architectures import SAM_ARCHITECTURES, create_sam
-
-        if sam_spec in SAM_ARCHITECTURES:
-            sam, sam_info = (
-                create_sam(sam_spec, seed=options.seed),
-                {
-                    "name": f"random-{sam_spec}",
-                    "architecture": sam_spec,
-                    "random_weights": True,
-                    "seed": options.seed,
-                },
-            )
-        else:
-            sam, sam_info = load_sam_cached(sam_spec, random_weights=True, seed=options.seed)
-    else:
-        sam, sam_info = load_sam_cached(sam_spec, random_weights=False, seed=options.seed)
+    sam, sam_info = load_sam_cached(sam_spec, random_weights=options.random_weights, seed=options.seed)
     use_onednn_linears(sam)  # as for CLIP (engine.onednn_linear); idempotent for a cached SAM
     install_fast_decoder(sam)  # many prompts against one embedding: ~3x faster, same masks
     install_fast_encoder_attention(sam)  # no 805 MB attention matrices in the global blocks
