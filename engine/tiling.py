@@ -208,6 +208,11 @@ def resample_bilinear(array: np.ndarray, rows: AxisSampling, cols: AxisSampling,
     """
     r0, r1 = rows.i0 - offset[0], rows.i1 - offset[0]
     c0, c1 = cols.i0 - offset[1], cols.i1 - offset[1]
+    # Only the rows this strip reads get interpolated horizontally (scoring a tile strip by strip would
+    # otherwise redo the whole tile for every strip).
+    first = int(min(r0.min(), r1.min())) if len(r0) else 0
+    last = int(max(r0.max(), r1.max())) + 1 if len(r0) else 0
+    array, r0, r1 = array[..., first:last, :], r0 - first, r1 - first
     wc = cols.w.astype(array.dtype, copy=False)
     wr = rows.w.astype(array.dtype, copy=False)[:, None]
     left, right = array[..., c0], array[..., c1]
