@@ -15,11 +15,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import sys
 
 # mallopt parameter numbers (glibc malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+#: Environment switch: "0" leaves glibc's allocation policy alone.
+KEEP_FREED_MEMORY_ENV = "RS_OVSEG_KEEP_FREED_MEMORY"
 #: Free memory at the top of the heap kept before glibc trims on its own (the int maximum: never).
 _TRIM_THRESHOLD = 2**31 - 1
 
@@ -42,9 +45,11 @@ def _glibc():
 def keep_freed_memory() -> bool:
     """Serve large allocations from the heap and stop automatic trimming; True if applied.
 
-    Call once at process start, before large tensors exist (earlier mmaps stay as they are)."""
+    Call once at process start, before large tensors exist (earlier mmaps stay as they are).
+    ``RS_OVSEG_KEEP_FREED_MEMORY=0`` in the environment keeps glibc's default (lower peak RSS on large
+    rasters, slower)."""
     libc = _glibc()
-    if libc is None:
+    if libc is None or os.environ.get(KEEP_FREED_MEMORY_ENV, "1").strip() == "0":
         return False
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from engine.allocator import _glibc
+from engine.allocator import KEEP_FREED_MEMORY_ENV, _glibc
 
 CHILD = r"""
 import ctypes
@@ -23,6 +24,8 @@ libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
+elif sys.argv[1] == "switched-off":
+    assert not keep_freed_memory()
 block = np.ones(64 * 2**20, dtype=np.uint8)  # above glibc's largest mmap threshold (32 MB)
 mapped = libc.mallinfo2().hblkhd  # bytes held in separately mmapped blocks
 del block
@@ -31,13 +34,14 @@ print(mapped >= 64 * 2**20, release_free_memory())
 
 
 @pytest.mark.skipif(_glibc() is None, reason="glibc only")
-@pytest.mark.parametrize("mode", ["default", "keep"])
+@pytest.mark.parametrize("mode", ["default", "keep", "switched-off"])
 def test_a_large_block_gets_its_own_mapping_unless_kept(mode):
+    env = {**os.environ, KEEP_FREED_MEMORY_ENV: "0" if mode == "switched-off" else "1"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, timeout=60, env=env
     ).stdout.split()
     own_mapping, released = out[0] == "True", out[1] == "True"
-    if mode == "default":
+    if mode in ("default", "switched-off"):
         assert own_mapping  # glibc's own behaviour: mmapped on allocation, unmapped on free
     else:
         assert not own_mapping  # served from (and freed back to) the heap
