@@ -97,28 +97,26 @@ def test_identical_dense_prompts_in_memory_take_the_fast_path(sam, monkeypatch):
         _assert_close(expected, decoder(embedding, pe, sparse, dense, True))
 
 
+def _assert_upstream_ran_once_and_equal(sam, monkeypatch, embedding, pe, sparse, dense, multimask):
+    decoder = FastMaskDecoder(sam.mask_decoder)
+    with torch.inference_mode():
+        expected = sam.mask_decoder(embedding, pe, sparse, dense, multimask)
+        calls = _count_upstream(monkeypatch, decoder)
+        actual = decoder(embedding, pe, sparse, dense, multimask)
+    assert calls == [1]
+    assert torch.equal(actual[0], expected[0]) and torch.equal(actual[1], expected[1])
+
+
 def test_mask_prompts_fall_back_to_upstream_exactly(sam, monkeypatch):
     mask_prompts = torch.randn(3, 1, 256, 256, generator=torch.Generator().manual_seed(0))
     embedding, pe, sparse, dense = _inputs(sam, 3, seed=8, masks=mask_prompts)
-    decoder = FastMaskDecoder(sam.mask_decoder)
-    with torch.inference_mode():
-        expected = sam.mask_decoder(embedding, pe, sparse, dense, True)
-        calls = _count_upstream(monkeypatch, decoder)
-        actual = decoder(embedding, pe, sparse, dense, True)
-    assert calls == [1]
-    assert torch.equal(actual[0], expected[0]) and torch.equal(actual[1], expected[1])
+    _assert_upstream_ran_once_and_equal(sam, monkeypatch, embedding, pe, sparse, dense, True)
 
 
 def test_two_image_embeddings_fall_back_to_upstream_exactly(sam, monkeypatch):
     embedding, pe, sparse, dense = _inputs(sam, 1, seed=9)
     embeddings = torch.cat([embedding, -embedding])
-    decoder = FastMaskDecoder(sam.mask_decoder)
-    with torch.inference_mode():
-        expected = sam.mask_decoder(embeddings, pe, sparse, dense, False)
-        calls = _count_upstream(monkeypatch, decoder)
-        actual = decoder(embeddings, pe, sparse, dense, False)
-    assert calls == [1]
-    assert torch.equal(actual[0], expected[0]) and torch.equal(actual[1], expected[1])
+    _assert_upstream_ran_once_and_equal(sam, monkeypatch, embeddings, pe, sparse, dense, False)
 
 
 class _CountingProjection(nn.Module):
