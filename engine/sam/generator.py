@@ -19,6 +19,7 @@ from segment_anything import SamAutomaticMaskGenerator
 
 from engine.methods.reseg.id_maps import paint_id_map
 from engine.sam.parameter_sets import SamParameterSet
+from engine.sam.rle import shared_rles
 from engine.sam.shared_decoder import SharedCropDecoder
 from engine.sam.shared_embedding import SharedEmbeddingPredictor
 from engine.sam.stats import SegmentationCost
@@ -47,6 +48,11 @@ class EmptySafeMaskGenerator(SamAutomaticMaskGenerator):
     #: When set, this generator is member ``member`` of the decoder's group and takes its crops from it.
     shared_decoder: SharedCropDecoder | None = None
     member: int = 0
+
+    def _process_batch(self, points, im_size, crop_box, orig_size):
+        data = super()._process_batch(points, im_size, crop_box, orig_size)
+        data["rles"] = shared_rles(data["rles"])  # merged without deep copies (engine.sam.rle)
+        return data
 
     def _process_crop(self, image, crop_box, crop_layer_idx, orig_size):
         if self.shared_decoder is None:

@@ -31,6 +31,8 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms  # segment-anything's own NMS (engine.compat when no C ops)
 
+from engine.sam.rle import shared_rles
+
 
 def _select(data: MaskData, indices: torch.Tensor) -> MaskData:
     """A new MaskData holding the rows ``indices`` (int64, ascending) of every field."""
@@ -160,6 +162,6 @@ class SharedCropDecoder:
         data.filter(inside)
         keep = [k[inside] for k in keep]
         data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
-        data["rles"] = mask_to_rle_pytorch(data["masks"])
+        data["rles"] = shared_rles(mask_to_rle_pytorch(data["masks"]))  # merged without deep copies
         del data["masks"]
         return [_select(data, torch.nonzero(k).flatten()) for k in keep]

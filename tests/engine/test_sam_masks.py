@@ -365,3 +365,18 @@ def test_sets_sharing_a_point_grid_share_each_decoder_run_and_keep_their_masks(
     if parameter_sets is SPREAD:
         assert all(m.max() > 0 for m in expected)
         assert len({m.tobytes() for m in expected}) == len(parameter_sets)
+
+
+def test_rle_records_are_shared_not_copied_when_merged():
+    import copy
+
+    from segment_anything.utils.amg import MaskData
+
+    from engine.sam.rle import SharedRle, shared_rles
+
+    rles = shared_rles([{"size": [2, 2], "counts": [1, 2, 1]}])
+    merged = MaskData(rles=[])
+    merged.cat(MaskData(rles=rles))  # upstream deep-copies every list it appends
+    assert merged["rles"][0] is rles[0] and isinstance(rles[0], SharedRle)
+    assert copy.deepcopy(rles)[0] is rles[0]
+    assert rles[0] == {"size": [2, 2], "counts": [1, 2, 1]}  # still an ordinary record to every reader
