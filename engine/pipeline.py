@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from engine import __version__
-from engine.allocator import release_free_memory
 from engine.crop_logits import CropRunner, CropStore, average_tile_logits, tile_crops
 from engine.device import choose_batch_size, peak_memory
 from engine.errors import UserError
@@ -324,7 +323,6 @@ def segment(
                     release_window()
             store.finish_tile(tile)
             del image
-            release_free_memory()  # the model's freed activations, before scoring allocates its own
             col_sampling = output_sampling(ox0, ox1, grid.width, working.width)
             for s0 in range(oy0, oy1, settings.score_rows):
                 s1 = min(s0 + settings.score_rows, oy1)
@@ -345,9 +343,6 @@ def segment(
                     confidence.write(conf, ox0, s0)
                 timings["write"] += time.perf_counter() - tic
             done["tiles"] += 1
-            # The heap keeps freed memory (engine.allocator); giving it back per tile keeps what one
-            # tile's fragments leave behind from adding up over a large raster (flat peak RSS).
-            release_free_memory()
         cancel.check()
         progress(ProgressEvent(0.99, "write", "finishing the outputs"))
         tic = time.perf_counter()
