@@ -172,7 +172,8 @@ class Worker:
                 }
             )
         finally:
-            release_free_memory()  # the heap keeps its high-water mark until trimmed (engine.allocator)
+            if command == "segment":  # the heap keeps a run's peak until trimmed (engine.allocator)
+                release_free_memory()
             self.log_handler.request_id = None
             if key is not None:
                 with self.tokens_lock:
