@@ -25,6 +25,7 @@ _M_MMAP_MAX = -4
 KEEP_FREED_MEMORY_ENV = "RS_OVSEG_KEEP_FREED_MEMORY"
 #: Free memory at the top of the heap kept before glibc trims on its own (the int maximum: never).
 _TRIM_THRESHOLD = 2**31 - 1
+_kept = False  # whether keep_freed_memory() applied the policy in this process
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,10 +49,19 @@ def keep_freed_memory() -> bool:
     Call once at process start, before large tensors exist (earlier mmaps stay as they are).
     ``RS_OVSEG_KEEP_FREED_MEMORY=0`` in the environment keeps glibc's default (lower peak RSS on large
     rasters, slower)."""
+    global _kept
     libc = _glibc()
     if libc is None or os.environ.get(KEEP_FREED_MEMORY_ENV, "1").strip() == "0":
         return False
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    _kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return _kept
+
+
+def heap_policy() -> str:
+    """For diagnostics: "keep freed memory", "glibc default" or "not glibc"."""
+    if _glibc() is None:
+        return "not glibc"
+    return "keep freed memory" if _kept else "glibc default"
 
 
 def release_free_memory() -> bool:

@@ -27,9 +27,11 @@ def weights_present() -> list[dict]:
 
 def engine_report() -> dict:
     """Interpreter, package versions, compute devices (with GPU memory) and weights present."""
+    from engine.allocator import heap_policy
     from engine.compat import torchvision_ops
     from engine.device import device_report
     from engine.models.cache import cache_dir
+    from engine.onednn_linear import onednn_linear_available
 
     report = {
         "engine_version": __version__,
@@ -40,6 +42,8 @@ def engine_report() -> dict:
     for name in ("numpy", "torch", "torchvision", "open_clip", "segment_anything"):
         report[f"{name}_version"] = _module_version(name)
     report["torchvision_ops"] = torchvision_ops.mode()
+    report["cpu_fp32_linear"] = "onednn" if onednn_linear_available() else "torch default"
+    report["heap_policy"] = heap_policy()
     try:
         from osgeo import gdal
 

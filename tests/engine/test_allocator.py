@@ -22,10 +22,14 @@ class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t count
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
+from engine.allocator import heap_policy
+
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
+    assert heap_policy() == "keep freed memory"
 elif sys.argv[1] == "switched-off":
     assert not keep_freed_memory()
+    assert heap_policy() == "glibc default"
 block = np.ones(64 * 2**20, dtype=np.uint8)  # above glibc's largest mmap threshold (32 MB)
 mapped = libc.mallinfo2().hblkhd  # bytes held in separately mmapped blocks
 del block
