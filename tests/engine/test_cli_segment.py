@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
+from raster_files import random_raster
 
 from engine.cli import main
 
@@ -26,25 +26,11 @@ TINY = [
 CLASSES = ["--class", "building,roof,house", "--class", "road", "--class", "water"]
 
 
-def make_raster(path, width=120, height=100, bands=3, georeferenced=True):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, gdal.GDT_Byte)
-    rng = np.random.default_rng(0)
-    for i in range(bands):
-        ds.GetRasterBand(i + 1).WriteArray(rng.integers(0, 256, (height, width), dtype=np.uint8))
-    if georeferenced:
-        ds.SetGeoTransform((400000.0, 1.0, 0.0, 5600000.0, 0.0, -1.0))
-        srs = osr.SpatialReference()
-        srs.ImportFromEPSG(32632)
-        ds.SetProjection(srs.ExportToWkt())
-    ds = None
-    return str(path)
-
-
 @pytest.fixture()
 def raster(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    return make_raster(folder / "in.tif")
+    return random_raster(folder / "in.tif", 120, 100)
 
 
 def listing(folder):
@@ -91,7 +77,7 @@ def test_random_weights_environment_variable(tmp_path, raster, monkeypatch, caps
 
 
 def test_vocabulary_file_and_pixel_space_raster(tmp_path, capsys):
-    plain = make_raster(tmp_path / "plain.tif", 50, 40, georeferenced=False)
+    plain = random_raster(tmp_path / "plain.tif", 50, 40, georeferenced=False)
     vocab = tmp_path / "v.json"
     vocab.write_text(json.dumps([{"name": "field", "colour": "#00ff00", "threshold": 0.3}, "road,street"]))
     out = tmp_path / "o.tif"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from osgeo import gdal, osr
+from raster_files import write_raster
 
 from engine.errors import Cancelled
 from engine.pipeline import PipelineSettings, SegmentRequest, estimate, prepare, segment
@@ -51,23 +52,6 @@ class ContextMethod:
     def describe(self) -> dict:
         return {"method": self.name, "crop_size": self.crop_size}
 
-
-def write_raster(path, array, *, gt=(500000.0, 0.5, 0.0, 5650000.0, 0.0, -0.5), epsg=25832, nodata=None):
-    bands, height, width = array.shape
-    dtype = gdal.GDT_Byte if array.dtype == np.uint8 else gdal.GDT_UInt16
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, dtype)
-    if gt is not None:
-        ds.SetGeoTransform(gt)
-        srs = osr.SpatialReference()
-        srs.ImportFromEPSG(epsg)
-        ds.SetProjection(srs.ExportToWkt())
-    for i in range(bands):
-        band = ds.GetRasterBand(i + 1)
-        band.WriteArray(array[i])
-        if nodata is not None:
-            band.SetNoDataValue(nodata)
-    ds = None
-    return str(path)
 
 
 def random_image(height, width, seed=0, low=0, high=256):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
+from raster_files import UTM_1M, random_bands, write_raster
 
 from engine.cli import main
 from engine.cli.segment import method_extra, parse_parameter_sets, resolve_options
@@ -42,26 +43,14 @@ def _one_thread(one_thread):
     """Every test here runs tiny models (see conftest)."""
 
 
-def make_raster(path, width=96, height=80):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 3, gdal.GDT_Byte)
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        band = rng.integers(0, 256, (height, width), dtype=np.uint8)
-        band[20:60, 30:80] = 60 * i  # one flat block SAM may segment
-        ds.GetRasterBand(i + 1).WriteArray(band)
-    ds.SetGeoTransform((400000.0, 1.0, 0.0, 5600000.0, 0.0, -1.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32632)
-    ds.SetProjection(srs.ExportToWkt())
-    ds = None
-    return str(path)
-
-
 @pytest.fixture()
 def raster(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    return make_raster(folder / "in.tif")
+    bands = random_bands(96, 80)
+    for i in range(3):
+        bands[i, 20:60, 30:80] = 60 * i  # one flat block SAM may segment
+    return write_raster(folder / "in.tif", bands, gt=UTM_1M, epsg=32632)
 
 
 def segment(*argv):

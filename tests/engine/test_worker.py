@@ -10,9 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
+from raster_files import random_raster
 
 gdal.UseExceptions()
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,19 +22,6 @@ TINY = {
     "random_weights": True,
     "templates": "remote-sensing",
 }
-
-
-def make_raster(path, size):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 3, gdal.GDT_Byte)
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        ds.GetRasterBand(i + 1).WriteArray(rng.integers(0, 256, (size, size), dtype=np.uint8))
-    ds.SetGeoTransform((400000.0, 1.0, 0.0, 5600000.0, 0.0, -1.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32632)
-    ds.SetProjection(srs.ExportToWkt())
-    ds = None
-    return str(path)
 
 
 class WorkerProcess:
@@ -91,7 +78,7 @@ def worker():
 
 
 def test_protocol_round_trip(worker, tmp_path):
-    src = make_raster(tmp_path / "in.tif", 120)
+    src = random_raster(tmp_path / "in.tif", 120, 120)
     worker.send({"id": "i1", "command": "info"})
     final, _ = worker.until_final("i1")
     assert final["event"] == "result"
@@ -138,7 +125,7 @@ def test_protocol_round_trip(worker, tmp_path):
 
 
 def test_cancel_mid_run_leaves_nothing(worker, tmp_path):
-    src = make_raster(tmp_path / "in.tif", 400)
+    src = random_raster(tmp_path / "in.tif", 400, 400)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     args = {
