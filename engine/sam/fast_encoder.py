@@ -10,6 +10,11 @@ blocks N = 64² = 4096, so each of those tensors (scores, scores + bias, softmax
 ``scaled_dot_product_attention``, whose additive mask is that block's rows of B, assembled from the small
 Rh and Rw by broadcasting. Softmax is per query row, so splitting the rows changes nothing but the
 rounding. The projections stay the wrapped module's own (so a faster CPU linear swapped into them applies).
+
+On CPU in float32 the global blocks go another way: PyTorch's fused CPU attention multiplies through MKL,
+which takes its AVX2 path on AMD processors (about 110 GFLOP/s here with the mask), so each head's two
+products go through oneDNN instead (engine.onednn_linear), one block of query rows at a time, with the
+bias added and the softmax taken in between: about twice as fast on the 2-core AMD CPU.
 """
 
 from __future__ import annotations
@@ -19,9 +24,36 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import nn
 
+from engine.onednn_linear import onednn_route_applies
+
 #: Upper bound on one query block's bias (batch·heads × rows × N values): 128 MB of float32, reused from
 #: block to block (ViT-B global block: 12 heads × 682 rows × 4096 keys; larger blocks ran no faster).
 BIAS_VALUES_PER_BLOCK = 32 * 2**20
+#: Query rows per oneDNN product in the CPU path (a 256 × 4096 score block is 4 MB: cache-sized).
+ONEDNN_QUERY_ROWS = 256
+#: Below this many tokens (the 14 × 14 windows) per-head products cost more in calls than they save.
+ONEDNN_MIN_TOKENS = 1024
+
+
+def onednn_relpos_attention(q, k, v, rel_h, rel_w, scale: float) -> torch.Tensor:
+    """softmax(q kᵀ · scale + Rh + Rw) v per batch item and head, products through oneDNN.
+
+    q, k, v: (B, heads, N, C) float32 CPU; rel_h (B, heads, N, H, 1) and rel_w (B, heads, N, 1, W) with
+    H·W = N. Returns (B, N, heads, C), the layout the output projection reads."""
+    batch, heads, tokens, channels = q.shape
+    product = torch.ops.mkldnn._linear_pointwise
+    out = q.new_empty(batch, tokens, heads, channels)
+    for b in range(batch):
+        for h in range(heads):
+            queries = (q[b, h] * scale).contiguous()
+            keys, values_t = k[b, h].contiguous(), v[b, h].t().contiguous()
+            for first in range(0, tokens, ONEDNN_QUERY_ROWS):
+                rows = slice(first, min(first + ONEDNN_QUERY_ROWS, tokens))
+                scores = product(queries[rows], keys, None, "none", [], "")  # (rows, N)
+                grid = scores.view(scores.shape[0], rel_h.shape[-2], rel_w.shape[-1])
+                grid.add_(rel_h[b, h, rows]).add_(rel_w[b, h, rows])
+                out[b, rows, h] = product(scores.softmax(dim=-1), values_t, None, "none", [], "")
+    return out
 
 
 class RelPosAttention(nn.Module):
@@ -60,6 +92,9 @@ class RelPosAttention(nn.Module):
             rel_h, rel_w = self._relative_bias(q.reshape(batch * heads, tokens, -1), height, width)
             rel_h = rel_h.reshape(batch, heads, tokens, height, 1)
             rel_w = rel_w.reshape(batch, heads, tokens, 1, width)
+            if tokens >= ONEDNN_MIN_TOKENS and onednn_route_applies(q, self.qkv.weight, None):
+                mixed = onednn_relpos_attention(q, k, v, rel_h, rel_w, self.scale)
+                return self.proj(mixed.view(batch, height, width, -1))
             rows = max(1, BIAS_VALUES_PER_BLOCK // (batch * heads * tokens))
             mixed = torch.empty_like(q)
             for first in range(0, tokens, rows):

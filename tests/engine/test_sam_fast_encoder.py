@@ -24,10 +24,13 @@ def _randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 @pytest.mark.parametrize("rel_pos", [True, False])
 @pytest.mark.parametrize("rows_per_block", [7, 10_000])  # several query blocks (one ragged), or one
-def test_blockwise_attention_equals_upstream(monkeypatch, rel_pos, rows_per_block):
+@pytest.mark.parametrize("onednn_min_tokens", [1, 10**9])  # the CPU oneDNN path, or fused attention
+def test_blockwise_attention_equals_upstream(monkeypatch, rel_pos, rows_per_block, onednn_min_tokens):
     grid = (6, 5)
     upstream = _randomised(Attention(16, num_heads=4, use_rel_pos=rel_pos, input_size=grid), seed=1).eval()
     monkeypatch.setattr(fast_encoder, "BIAS_VALUES_PER_BLOCK", rows_per_block * 2 * 4 * 30)
+    monkeypatch.setattr(fast_encoder, "ONEDNN_QUERY_ROWS", rows_per_block)
+    monkeypatch.setattr(fast_encoder, "ONEDNN_MIN_TOKENS", onednn_min_tokens)
     x = torch.randn(2, *grid, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = upstream(x)
@@ -48,3 +51,24 @@ def test_installed_encoder_gives_the_same_embedding_and_keeps_its_state_dict():
         got = fast.image_encoder(image)
     scale = expected.abs().max()
     assert (got - expected).abs().max() <= 1e-4 * scale
+
+
+def test_onednn_attention_matches_an_explicit_softmax_with_the_bias_added():
+    """Independent of segment-anything: scores, bias, softmax and weighted sum written out per query."""
+    generator = torch.Generator().manual_seed(6)
+    batch, heads, height, width, channels = 2, 3, 4, 5, 8
+    tokens = height * width
+    q, k, v = (torch.randn(batch, heads, tokens, channels, generator=generator) for _ in range(3))
+    rel_h = torch.randn(batch, heads, tokens, height, 1, generator=generator)
+    rel_w = torch.randn(batch, heads, tokens, 1, width, generator=generator)
+    got = fast_encoder.onednn_relpos_attention(q, k, v, rel_h, rel_w, scale=0.3)
+    expected = torch.empty(batch, tokens, heads, channels)
+    for b in range(batch):
+        for h in range(heads):
+            for i in range(tokens):
+                bias = torch.tensor(
+                    [rel_h[b, h, i, j // width, 0] + rel_w[b, h, i, 0, j % width] for j in range(tokens)]
+                )
+                weights = torch.exp(q[b, h, i] @ k[b, h].T * 0.3 + bias)
+                expected[b, i, h] = (weights / weights.sum()) @ v[b, h]
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
