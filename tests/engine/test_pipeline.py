@@ -53,7 +53,6 @@ class ContextMethod:
         return {"method": self.name, "crop_size": self.crop_size}
 
 
-
 def random_image(height, width, seed=0, low=0, high=256):
     rng = np.random.default_rng(seed)
     base = rng.integers(low, high, size=(3, height // 8 + 2, width // 8 + 2)).astype(np.float64)
