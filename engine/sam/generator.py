@@ -124,9 +124,9 @@ class WindowMaskGenerator:
         groups: dict[tuple, list[EmptySafeMaskGenerator]] = {}
         for index, generator in zip(set_indices, generators):
             groups.setdefault(decoder_group_key(self.parameter_sets[index], shape), []).append(generator)
+        # A set alone in its group takes the shared decoder too: its batches skip resizing masks that the
+        # IoU filter drops, and encode run lengths faster (engine.sam.shared_decoder).
         for members in groups.values():
-            if len(members) < 2:
-                continue
             decoder = SharedCropDecoder(members)
             for member, generator in enumerate(members):
                 generator.shared_decoder, generator.member = decoder, member

@@ -9,6 +9,11 @@ the union of what the sets keep, and hands each set the subset (in upstream orde
 would have left. Each set's generator (``engine.sam.generator.EmptySafeMaskGenerator``) then runs
 segment-anything's own crop merging and small-region post-processing, so its masks equal a separate
 generator's.
+
+Each batch also does less than upstream's for the same result: only masks that pass a member's IoU
+filter are resized from 256² to the crop (upstream resizes all, then filters), and run lengths are
+encoded in one pass over the batch (``engine.sam.rle.masks_to_rles``). A set that shares its grid with
+no other uses a decoder of its own for these two savings.
 """
 
 from __future__ import annotations
@@ -24,14 +29,29 @@ from segment_anything.utils.amg import (
     batched_mask_to_box,
     calculate_stability_score,
     is_box_near_crop_edge,
-    mask_to_rle_pytorch,
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
 )
 from torchvision.ops.boxes import batched_nms  # segment-anything's own NMS (engine.compat when no C ops)
 
-from engine.sam.rle import shared_rles
+from engine.sam.rle import masks_to_rles
+
+
+def _decode_points(predictor, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution mask logits (n, 3, 256, 256) and predicted IoUs (n, 3) of ``coords`` (n, 1, 2),
+    one positive point per prompt, in the encoder's input frame: ``SamPredictor.predict_torch`` with
+    ``multimask_output=True`` up to (not including) the resize to the image."""
+    model = predictor.model
+    labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
+    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    return model.mask_decoder(
+        image_embeddings=predictor.features,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=True,
+    )
 
 
 def _select(data: MaskData, indices: torch.Tensor) -> MaskData:
@@ -128,16 +148,14 @@ class SharedCropDecoder:
         in_points = torch.as_tensor(
             predictor.transform.apply_coords(points, im_size), device=predictor.device
         )
-        in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        masks, iou_preds, _ = predictor.predict_torch(
-            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
-        )
+        low_res, iou_preds = _decode_points(predictor, in_points[:, None, :])
+        per_point = low_res.shape[1]
         data = MaskData(
-            masks=masks.flatten(0, 1),
+            low_res=low_res.flatten(0, 1),
             iou_preds=iou_preds.flatten(0, 1),
-            points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)),
+            points=torch.as_tensor(points.repeat(per_point, axis=0)),
         )
-        del masks
+        del low_res
         count = len(data["iou_preds"])
         # Upstream skips a filter whose threshold is 0 (so NaN scores survive it): so do we.
         keep_iou = [
@@ -147,6 +165,12 @@ class SharedCropDecoder:
         any_iou = torch.stack(keep_iou).any(dim=0)
         data.filter(any_iou)
         keep = [k[any_iou] for k in keep_iou]
+        # Upstream resizes every mask to the crop and then drops those that fail the IoU filter; the
+        # resize acts on each mask alone, so resizing only the survivors gives them the same logits.
+        data["masks"] = predictor.model.postprocess_masks(
+            data["low_res"][:, None], predictor.input_size, predictor.original_size
+        )[:, 0]
+        del data["low_res"]
         data["stability_score"] = calculate_stability_score(
             data["masks"], predictor.model.mask_threshold, self.lead.stability_score_offset
         )
@@ -162,6 +186,6 @@ class SharedCropDecoder:
         data.filter(inside)
         keep = [k[inside] for k in keep]
         data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
-        data["rles"] = shared_rles(mask_to_rle_pytorch(data["masks"]))  # merged without deep copies
+        data["rles"] = masks_to_rles(data["masks"])  # fast, and merged without deep copies
         del data["masks"]
         return [_select(data, torch.nonzero(k).flatten()) for k in keep]

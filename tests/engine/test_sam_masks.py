@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from segment_anything import SamAutomaticMaskGenerator
 
 from engine.errors import UserError
@@ -369,3 +370,27 @@ def test_rle_records_are_shared_not_copied_when_merged():
     assert merged["rles"][0] is rles[0] and isinstance(rles[0], SharedRle)
     assert copy.deepcopy(rles)[0] is rles[0]
     assert rles[0] == {"size": [2, 2], "counts": [1, 2, 1]}  # still an ordinary record to every reader
+
+
+def test_run_lengths_are_segment_anythings():
+    from segment_anything.utils.amg import mask_to_rle_pytorch, rle_to_mask
+
+    from engine.sam.rle import SharedRle, masks_to_rles
+
+    generator = torch.Generator().manual_seed(3)
+    blobs = torch.nn.functional.interpolate(torch.randn(5, 1, 6, 5, generator=generator), size=(37, 23))[:, 0]
+    masks = torch.cat(
+        [
+            blobs > 0.2,  # smooth masks, some starting inside, some outside
+            torch.rand(3, 37, 23, generator=generator) > 0.5,  # many short runs
+            torch.zeros(1, 37, 23, dtype=torch.bool),
+            torch.ones(1, 37, 23, dtype=torch.bool),
+        ]
+    )
+    assert masks[:, 0, 0].any() and not masks[:, 0, 0].all()
+    records = masks_to_rles(masks)
+    assert records == mask_to_rle_pytorch(masks)
+    assert all(isinstance(r, SharedRle) for r in records)
+    for record, mask in zip(records, masks):
+        np.testing.assert_array_equal(rle_to_mask(record), mask.numpy())
+    assert masks_to_rles(masks[:0]) == []

@@ -44,6 +44,7 @@ def create_reseg_clip(options, models):
     from engine.onednn_linear import use_onednn_linears
     from engine.sam.fast_decoder import install_fast_decoder
     from engine.sam.fast_encoder import install_fast_encoder_attention
+    from engine.sam.mask_upsampling import install_fused_mask_upsampling
     from engine.sam.parameter_sets import parameter_set_from_dict
 
     extra = dict(options.extra or {})
@@ -61,6 +62,7 @@ def create_reseg_clip(options, models):
     use_onednn_linears(sam)  # as for CLIP (engine.onednn_linear); idempotent for a cached SAM
     install_fast_decoder(sam)  # many prompts against one embedding: ~3x faster, same masks
     install_fast_encoder_attention(sam)  # no 805 MB attention matrices in the global blocks
+    install_fused_mask_upsampling(sam)  # one separable map instead of two resizes through 1024²
     if options.random_weights:
         # Random SAMs of one architecture differ by seed: the seed must be part of the mask-cache key.
         sam_info = {**sam_info, "seed": options.seed}
