@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.sam.parameter_sets import REFERENCE_PARAMETER_SETS
+
 #: The real OpenEarthMap tile (Köln, 1000², 0.5 m, EPSG:25832) beside the project, read in place.
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REAL_TILE = SHARED_DATA / "oem_koeln_50.tif"
@@ -39,6 +41,14 @@ QUICK_EDGE = 256
 #: SAM architecture of the full suite. ReSeg-CLIP's reference uses ViT-H; issue 7's cost model (and a
 #: CPU user's realistic choice) is ViT-B, whose encoder is ~4× cheaper.
 FULL_SAM = "vit_b"
+#: A random-weights SAM predicts IoUs and stabilities that fail ReSeg-CLIP's thresholds, so with the
+#: reference sets no mask survives and none is post-processed; trained weights keep most. The per-km²
+#: pair is therefore also run with every threshold at 0 (every mask survives): the costliest case,
+#: an upper bound on the post-processing real weights need.
+EVERY_MASK_SETS = [
+    {**params.as_dict(), "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    for params in REFERENCE_PARAMETER_SETS
+]
 #: Mosaic edge of the per-km² comparison: 2 × 2 tiles = 1 km² = 896² working pixels, one full SAM window,
 #: so ReSeg-CLIP's SAM cost is that of a large raster rather than of a window cut short by the raster.
 PER_KM2_REPEATS = 2
@@ -159,6 +169,17 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
             raster=per_km2,
             base_edge=base_edge,
             options=reseg_options,
+            cost_relative_to=prefix + "per-km2/segearth-ov/float32",
+        )
+    )
+    cases.append(
+        BenchCase(
+            prefix + "per-km2/reseg-clip-every-mask/float32",
+            method="reseg-clip",
+            device=device,
+            raster=per_km2,
+            base_edge=base_edge,
+            options={**reseg_options, "sam_parameter_sets": EVERY_MASK_SETS},
             cost_relative_to=prefix + "per-km2/segearth-ov/float32",
         )
     )

@@ -150,3 +150,24 @@ def test_matmul_peak_reports_its_measurement():
 def test_case_round_trips_through_json():
     case = BenchCase("x", options={"clip": "A"}, classes=("a,b", "c"), agreement_with="y")
     assert BenchCase.from_json(json.loads(json.dumps(case.to_json()))) == case
+
+
+def test_every_mask_case_differs_from_the_reference_sets_only_in_its_thresholds():
+    from engine.bench.cases import EVERY_MASK_SETS, default_suite
+    from engine.cli.segment import parse_parameter_sets
+    from engine.sam.parameter_sets import REFERENCE_PARAMETER_SETS, parameter_set_from_dict
+
+    cases = {case.name: case for case in default_suite(["cpu"], quick=True)}
+    case = cases["cpu/per-km2/reseg-clip-every-mask/float32"]
+    assert case.cost_relative_to == "cpu/per-km2/segearth-ov/float32"
+    assert case.raster == cases["cpu/per-km2/reseg-clip/float32"].raster
+    sets = [
+        parameter_set_from_dict(data, "x")
+        for data in parse_parameter_sets(case.options["sam_parameter_sets"])
+    ]
+    assert [(s.pred_iou_thresh, s.stability_score_thresh) for s in sets] == [(0.0, 0.0)] * 4
+    keep = ("points_per_side", "min_mask_region_area", "crop_n_layers", "crop_n_points_downscale_factor")
+    assert [[getattr(s, k) for k in keep] for s in sets] == [
+        [getattr(s, k) for k in keep] for s in REFERENCE_PARAMETER_SETS
+    ]
+    assert EVERY_MASK_SETS[0]["pred_iou_thresh"] == 0.0
