@@ -24,6 +24,7 @@ from engine.device import choose_batch_size, peak_memory
 from engine.errors import UserError
 from engine.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
 from engine.raster import grid as grids
+from engine.raster.gdal_setup import size_block_cache
 from engine.raster.reader import RasterSource, parse_bands
 from engine.raster.sampling import working_image
 from engine.raster.sidecar import write_sidecar
@@ -33,6 +34,7 @@ from engine.raster.writer import (
     AtomicFiles,
     ClassRasterWriter,
     ConfidenceRasterWriter,
+    block_row_bytes,
     check_output_path,
     sidecar_path,
 )
@@ -274,6 +276,7 @@ def segment(
 
     try:
         out_path = prepared.outputs["out"]
+        size_block_cache(block_row_bytes(grid.width, "confidence" in prepared.outputs))
         classes = ClassRasterWriter(files.temporary_for(out_path), grid, vocabulary)
         writers.append(classes)
         confidence = None

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
+from engine.raster.gdal_setup import gdal_module as _gdal
 
 log = logging.getLogger(__name__)
 # Longest run of rows fetched by one GDAL read when sampling rows (bounds the read buffer).
@@ -31,13 +32,6 @@ class SourceInfo:
     data_type: str
     georeferenced: bool
     has_nodata: bool
-
-
-def _gdal():
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    return gdal
 
 
 def parse_bands(text: str | list | tuple | None) -> tuple[int, ...] | None:

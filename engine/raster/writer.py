@@ -18,20 +18,26 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
+from engine.raster.gdal_setup import gdal_module as _gdal
 from engine.raster.grid import OutputGrid
 from engine.vocabulary import Vocabulary
 
 # Tiled, compressed, BigTIFF when needed: what a GIS reads fastest and what scales to huge rasters.
-GTIFF_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
+BLOCK_SIZE = 256
+GTIFF_OPTIONS = (
+    "TILED=YES",
+    f"BLOCKXSIZE={BLOCK_SIZE}",
+    f"BLOCKYSIZE={BLOCK_SIZE}",
+    "COMPRESS=DEFLATE",
+    "BIGTIFF=IF_SAFER",
+)
 CONFIDENCE_NODATA = -1.0
 SIDE_SUFFIXES = (".aux.xml",)
 
 
-def _gdal():
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    return gdal
+def block_row_bytes(width: int, with_confidence: bool) -> int:
+    """Bytes of one row of output blocks: the class raster (uint8) and the confidence (float32)."""
+    return BLOCK_SIZE * width * (1 + (4 if with_confidence else 0))
 
 
 def sidecar_path(out: str | Path) -> Path:
