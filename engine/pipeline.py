@@ -345,6 +345,9 @@ def segment(
                     conf[~strip_valid] = CONFIDENCE_NODATA
                     confidence.write(conf, ox0, s0)
                 timings["write"] += time.perf_counter() - tic
+            # Free this tile's logits before the next tile allocates its own: held across the next
+            # tile, each is another tile-sized block on the heap (~90 MB for a 1792-px-wide raster).
+            del logits, upsampled, labels, conf
             done["tiles"] += 1
         cancel.check()
         progress(ProgressEvent(0.99, "write", "finishing the outputs"))
