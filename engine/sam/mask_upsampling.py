@@ -66,7 +66,7 @@ def upsample_masks(
     cols = _axis_map(low_w, encoder_size, int(input_size[1]), int(original_size[1]))
     rows, cols = rows.to(masks.device, masks.dtype), cols.to(masks.device, masks.dtype)
     # Columns first, densely on the small maps: (B·C·h, w) → (B·C·h, W_out).
-    wide = linear(masks.reshape(-1, low_w), cols, None).view(batch * channels, low_h, -1)
+    wide = linear(masks.reshape(-1, low_w), cols, None).view(batch * channels, low_h, cols.shape[0])
     out = masks.new_empty(batch * channels, rows.shape[0], cols.shape[0])
     for first, stop, low, high in _row_blocks(rows):
         torch.matmul(rows[first:stop, low:high], wide[:, low:high], out=out[:, first:stop])

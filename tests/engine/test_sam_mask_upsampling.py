@@ -83,3 +83,9 @@ def test_install_is_idempotent_keeps_the_state_dict_and_predictions(one_thread):
     assert sam.postprocess_masks.__func__ is Sam.postprocess_masks
     assert got.shape == (2, 3, 90, 140)
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-6 * expected.abs().max().item())
+
+
+def test_no_masks_give_an_empty_batch():
+    """Every mask of a batch can fail the IoU filter: nothing is left to resize."""
+    got = upsample_masks(torch.zeros(0, 1, 256, 256), 1024, (1024, 1024), (896, 896))
+    assert got.shape == (0, 1, 896, 896)
