@@ -161,28 +161,22 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
             options=seg_options,
         )
     )
-    cases.append(
-        BenchCase(
-            prefix + "per-km2/reseg-clip/float32",
-            method="reseg-clip",
-            device=device,
-            raster=per_km2,
-            base_edge=base_edge,
-            options=reseg_options,
-            cost_relative_to=prefix + "per-km2/segearth-ov/float32",
+    # The reference SAM thresholds, and every threshold at 0 (see EVERY_MASK_SETS).
+    for suffix, options in (
+        ("", reseg_options),
+        ("-every-mask", {**reseg_options, "sam_parameter_sets": EVERY_MASK_SETS}),
+    ):
+        cases.append(
+            BenchCase(
+                prefix + f"per-km2/reseg-clip{suffix}/float32",
+                method="reseg-clip",
+                device=device,
+                raster=per_km2,
+                base_edge=base_edge,
+                options=options,
+                cost_relative_to=prefix + "per-km2/segearth-ov/float32",
+            )
         )
-    )
-    cases.append(
-        BenchCase(
-            prefix + "per-km2/reseg-clip-every-mask/float32",
-            method="reseg-clip",
-            device=device,
-            raster=per_km2,
-            base_edge=base_edge,
-            options={**reseg_options, "sam_parameter_sets": EVERY_MASK_SETS},
-            cost_relative_to=prefix + "per-km2/segearth-ov/float32",
-        )
-    )
     small = prefix + "scaling/small"
     cases.append(BenchCase(small, device=device, raster="mosaic:1", base_edge=base_edge, options=seg_options))
     cases.append(

@@ -46,15 +46,20 @@ def _axis_map(low_res: int, encoder_size: int, kept: int, out_len: int) -> torch
     return resize_matrix(kept, out_len) @ resize_matrix(low_res, encoder_size)[:kept]
 
 
-def _row_blocks(matrix: torch.Tensor) -> list[tuple[int, int, int, int]]:
-    """[(first_out, stop_out, first_in, stop_in)]: each block of output rows and the input rows it reads."""
+@functools.lru_cache(maxsize=32)
+def _row_blocks(
+    axis: tuple[int, int, int, int], rows_per_block: int
+) -> tuple[tuple[int, int, int, int], ...]:
+    """For the ``_axis_map(*axis)`` matrix: (first_out, stop_out, first_in, stop_in) per block of output
+    rows, with the input rows that block reads. Cached: every prompt batch of a crop needs the same."""
+    matrix = _axis_map(*axis)
     blocks = []
-    for first in range(0, matrix.shape[0], ROWS_PER_BLOCK):
-        stop = min(first + ROWS_PER_BLOCK, matrix.shape[0])
+    for first in range(0, matrix.shape[0], rows_per_block):
+        stop = min(first + rows_per_block, matrix.shape[0])
         used = matrix[first:stop].abs().sum(dim=0).nonzero().flatten()
         low, high = (int(used.min()), int(used.max()) + 1) if used.numel() else (0, 1)
         blocks.append((first, stop, low, high))
-    return blocks
+    return tuple(blocks)
 
 
 def upsample_masks(
@@ -62,13 +67,14 @@ def upsample_masks(
 ) -> torch.Tensor:
     """The result of ``Sam.postprocess_masks`` (to rounding): masks (B, C, h, w) → (B, C, *original_size)."""
     batch, channels, low_h, low_w = masks.shape
-    rows = _axis_map(low_h, encoder_size, int(input_size[0]), int(original_size[0]))
+    row_axis = (low_h, encoder_size, int(input_size[0]), int(original_size[0]))
+    rows = _axis_map(*row_axis)
     cols = _axis_map(low_w, encoder_size, int(input_size[1]), int(original_size[1]))
     rows, cols = rows.to(masks.device, masks.dtype), cols.to(masks.device, masks.dtype)
     # Columns first, densely on the small maps: (B·C·h, w) → (B·C·h, W_out).
     wide = linear(masks.reshape(-1, low_w), cols, None).view(batch * channels, low_h, cols.shape[0])
     out = masks.new_empty(batch * channels, rows.shape[0], cols.shape[0])
-    for first, stop, low, high in _row_blocks(rows):
+    for first, stop, low, high in _row_blocks(row_axis, ROWS_PER_BLOCK):
         torch.matmul(rows[first:stop, low:high], wide[:, low:high], out=out[:, first:stop])
     return out.view(batch, channels, rows.shape[0], cols.shape[0])
 
