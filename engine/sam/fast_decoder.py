@@ -9,11 +9,15 @@ position per point in every attention. :class:`FastMaskDecoder` gives the same o
 - Image-to-token attention applies ``out_proj`` to the few value tokens instead of to every image
   position: ``out_proj`` is affine and each head's softmax rows sum to one, so the attention output is
   ``Σ_h P_h (V_h W_h^T + b) − (heads − 1)·b``.
-- Where the per-point image-side projection is a plain ``nn.Linear`` (token-to-image keys, image-to-token
+- Where the per-point image-side projection is a plain linear map (token-to-image keys, image-to-token
   queries), its weight is folded into the heads × tokens rows instead (56 rows for a point prompt), and
   token-to-image values are projected after the softmax-weighted sum; this about halves the
   multiply-adds. Any other module is called as it is, so a swapped-in kernel still takes effect.
 - After the final attention only the IoU and mask tokens are read, so only they attend.
+- On the CPU in float32 the per-point products with the image side go through oneDNN with the image as
+  the row operand (engine.onednn_linear): batched products with 56-row operands run at ~100 GFLOP/s
+  through MKL on AMD processors, these at ~250. Softmaxes over a head's few tokens are taken in the
+  token-major layout, where they run over contiguous image positions.
 
 Anything else (several embeddings, differing dense prompts, unfamiliar modules) runs upstream's forward.
 """
@@ -26,6 +30,8 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.mask_decoder import MaskDecoder
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 from torch import nn
+
+from engine.onednn_linear import OneDnnLinear, onednn_route_applies
 
 # Shared with the upstream decoder under the same names, so parameters and state-dict keys are the same.
 _SHARED_MODULES = (
@@ -63,18 +69,32 @@ def _tokens_to_shared_image(attn: Attention, queries: torch.Tensor, k: torch.Ten
     return attn.out_proj(out.view(heads, b, tokens, d).permute(1, 2, 0, 3).flatten(2))
 
 
+def _is_plain_linear(module: nn.Module) -> bool:
+    """True for modules that compute exactly ``x @ weight.T + bias`` from their own weight and bias, so
+    that the weight may be folded into the other operand (oneDNN's linear computes the same map)."""
+    return type(module) in (nn.Linear, OneDnnLinear)
+
+
+def _image_product(image: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """image (N, C) @ rows (R, C)ᵀ (+ bias (R)) → (N, R) through oneDNN; both operands contiguous."""
+    return torch.ops.mkldnn._linear_pointwise(image, rows, bias, "none", [], "")
+
+
 def _tokens_to_image(attn: Attention, queries: torch.Tensor, keys_pe: torch.Tensor, keys: torch.Tensor):
     """(b, T, C) tokens attending to each point's own (b, N, C) image."""
     heads, q = attn.num_heads, attn.q_proj(queries)
-    if type(attn.k_proj) is not nn.Linear:
+    if not _is_plain_linear(attn.k_proj):
         k, v = _split_heads(attn.k_proj(keys_pe), heads), _split_heads(attn.v_proj(keys), heads)
         out = F.scaled_dot_product_attention(_split_heads(q, heads), k, v)
         return attn.out_proj(out.transpose(1, 2).flatten(2))
     # Fold k_proj into the queries; its bias shifts a query's scores by a constant the softmax ignores.
     b, tokens, width = q.shape
     q = _block_diagonal(q * (width // heads) ** -0.5, heads) @ attn.k_proj.weight  # (b, H·T, C)
-    probs = torch.bmm(q, keys_pe.transpose(1, 2)).softmax(dim=-1)
-    values = attn.v_proj(torch.bmm(probs, keys))  # = probs @ v_proj(keys): each row of probs sums to one
+    if onednn_route_applies(keys_pe, q, None):  # per point, so its (N, H·T) scores stay in cache
+        summed = torch.stack([_image_product(keys_pe[i], q[i]).softmax(0).t() @ keys[i] for i in range(b)])
+    else:
+        summed = torch.bmm(torch.bmm(q, keys_pe.transpose(1, 2)).softmax(dim=-1), keys)
+    values = attn.v_proj(summed)  # = probs @ v_proj(keys): each row of probs sums to one
     out = values.view(b, heads, tokens, heads, -1).diagonal(dim1=1, dim2=3)  # (b, T, d, H)
     return attn.out_proj(out.transpose(2, 3).flatten(2))
 
@@ -86,17 +106,39 @@ def _image_to_tokens(attn: Attention, image: torch.Tensor, keys: torch.Tensor, v
     k = _block_diagonal(attn.k_proj(keys), heads)  # (b, H·T, C')
     b, rows, width = k.shape
     k = k * (width // heads) ** -0.5
+    value_rows = attn.out_proj(_block_diagonal(attn.v_proj(values), heads))  # V_h W_h^T + bias per (h, t)
+    out_bias = attn.out_proj(k.new_zeros(1, width))
+    if onednn_route_applies(image, k, None) and (shared or _is_plain_linear(attn.q_proj)):
+        return _image_to_tokens_onednn(attn, image, k, value_rows, out_bias[0] * (1 - heads), shared)
     if shared:  # scores as (b, H·T, N), here one plain matrix product
         scores = k @ image[0].T
-    elif type(attn.q_proj) is nn.Linear:  # fold q_proj into the keys
+    elif _is_plain_linear(attn.q_proj):  # fold q_proj into the keys
         w, bias = attn.q_proj.weight, attn.q_proj.bias
         scores = torch.baddbmm((k @ bias).unsqueeze(-1), k @ w, image.transpose(1, 2))
     else:
         scores = torch.bmm(k, attn.q_proj(image).transpose(1, 2))
     probs = scores.view(b, heads, rows // heads, -1).softmax(dim=2).view(b, rows, -1)
-    value_rows = attn.out_proj(_block_diagonal(attn.v_proj(values), heads))  # V_h W_h^T + bias per (h, t)
-    bias = attn.out_proj(k.new_zeros(1, width))
-    return torch.baddbmm(bias, probs.transpose(1, 2), value_rows, beta=1 - heads)
+    return torch.baddbmm(out_bias, probs.transpose(1, 2), value_rows, beta=1 - heads)
+
+
+def _image_to_tokens_onednn(attn: Attention, image, k, value_rows, shift, shared: bool) -> torch.Tensor:
+    """``_image_to_tokens`` with every image-sized product through oneDNN, one point at a time so that
+    its scores stay in cache. Scores come image-major (N, H·T) and are transposed for the softmax over a
+    head's T tokens, which then runs along N (over a last dimension of 7 it is ~10x slower); ``shift``
+    is the summed out_proj bias."""
+    b, rows, width = k.shape
+    heads = attn.num_heads
+    if shared:  # one product for all points' keys
+        all_scores = _image_product(image[0], k.reshape(b * rows, width)).view(-1, b, rows)
+    else:  # fold q_proj into each point's keys
+        folded_w, folded_b = k @ attn.q_proj.weight, k @ attn.q_proj.bias
+    value_cols = value_rows.transpose(1, 2).contiguous()  # (b, C, H·T)
+    out = []
+    for i in range(b):
+        scores = all_scores[:, i] if shared else _image_product(image[i], folded_w[i], folded_b[i])
+        probs = scores.t().contiguous().view(heads, rows // heads, -1).softmax(dim=1).view(rows, -1)
+        out.append(_image_product(probs.t().contiguous(), value_cols[i], shift))
+    return torch.stack(out)
 
 
 class FastMaskDecoder(nn.Module):

@@ -9,7 +9,14 @@ from segment_anything.modeling.mask_decoder import MaskDecoder
 from torch import nn
 
 from engine.models.sam_architectures import create_sam
-from engine.sam.fast_decoder import FastMaskDecoder, install_fast_decoder, uninstall_fast_decoder
+from engine.onednn_linear import use_onednn_linears
+from engine.sam import fast_decoder
+from engine.sam.fast_decoder import (
+    FastMaskDecoder,
+    _image_product,
+    install_fast_decoder,
+    uninstall_fast_decoder,
+)
 
 
 def _random_sam(seed):
@@ -72,11 +79,19 @@ def _assert_close(expected, actual):
     assert torch.equal((fast_masks > 0)[decided], (masks > 0)[decided])
 
 
+@pytest.fixture(params=["onednn", "torch"])
+def product_route(request, monkeypatch):
+    """Runs a test through the CPU float32 oneDNN products and again through the portable ones."""
+    if request.param == "torch":
+        monkeypatch.setattr(fast_decoder, "onednn_route_applies", lambda *args: False)
+    return request.param
+
+
 @pytest.mark.parametrize(
     ("batch", "boxes", "multimask"),
     [(1, False, True), (1, False, False), (3, False, False), (9, False, True), (2, True, True)],
 )  # 9 points: more than one chunk
-def test_fast_path_matches_upstream(sam, monkeypatch, batch, boxes, multimask):
+def test_fast_path_matches_upstream(sam, monkeypatch, product_route, batch, boxes, multimask):
     embedding, pe, sparse, dense = _inputs(sam, batch, seed=batch, boxes=boxes)
     decoder = FastMaskDecoder(sam.mask_decoder)
     with torch.inference_mode():
@@ -133,7 +148,7 @@ class _CountingProjection(nn.Module):
         return self.linear(x)
 
 
-def test_swapped_projection_modules_are_called_on_the_fast_path(monkeypatch, one_thread):
+def test_swapped_projection_modules_are_called_on_the_fast_path(monkeypatch, product_route, one_thread):
     sam = _random_sam(6)
     for attention in sam.mask_decoder.transformer.modules():
         if hasattr(attention, "q_proj"):
@@ -175,3 +190,27 @@ def test_install_shares_parameters_and_predictor_results_are_unchanged(sam, monk
     assert sam.mask_decoder is original
     for got, want in zip(actual, expected):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * want.abs().max().item())
+
+
+def test_onednn_linears_keep_the_folded_products(monkeypatch, one_thread):
+    """The engine swaps every nn.Linear for a OneDnnLinear before installing the fast decoder: the
+    projections must still be folded into the few token rows, with the image-side products per point
+    through oneDNN, and give upstream's outputs."""
+    sam = _random_sam(7)
+    embedding, pe, sparse, dense = _inputs(sam, 3, seed=11)
+    with torch.inference_mode():
+        expected = sam.mask_decoder(embedding, pe, sparse, dense, True)
+    use_onednn_linears(sam)
+    decoder = FastMaskDecoder(sam.mask_decoder)
+    products = []
+    monkeypatch.setattr(fast_decoder, "_image_product", lambda *a: products.append(a) or _image_product(*a))
+    with torch.inference_mode():
+        _forbid_upstream(monkeypatch, decoder)
+        actual = decoder(embedding, pe, sparse, dense, True)
+    _assert_close(expected, actual)
+    # One product for the first block's shared image-to-token scores (all points' 8 heads x 7 tokens),
+    # then per point: the first block's image-to-token output, one per later token-to-image attention
+    # (folded: unfolded ones take the attention kernel instead), two per later image-to-token attention.
+    later_blocks = len(sam.mask_decoder.transformer.layers) - 1
+    assert products[0][1].shape[0] == 3 * 8 * 7
+    assert len(products) == 1 + 3 * (1 + later_blocks + 1 + 2 * later_blocks)
