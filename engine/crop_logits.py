@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from engine.device import is_out_of_memory
+from engine.mapped_arrays import mapped_copy, mapped_zeros
 from engine.progress import CancelToken
 from engine.tiling import TilePlan, crop_users, kept_extent
 
@@ -136,7 +137,8 @@ class CropStore:
         (y0, _), (x0, _) = self.plan.row_spans[i], self.plan.col_spans[j]
         ky0, ky1 = kept_extent(self.plan.row_spans[i], self.plan.rows, rows)
         kx0, kx1 = kept_extent(self.plan.col_spans[j], self.plan.cols, cols)
-        part = np.array(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])  # a copy: frees the batch
+        # A copy (frees the batch) outside the heap: it outlives many tensors (engine.mapped_arrays).
+        part = mapped_copy(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])
         return part, (ky0, kx0)
 
     def finish_tile(self, tile: tuple[int, int]) -> None:
@@ -169,8 +171,8 @@ def average_tile_logits(image, image_origin, tile, plan: TilePlan, run, store: C
     def add(origin: tuple[int, int], logits: np.ndarray, span: tuple[int, int, int, int]) -> None:
         nonlocal total, count
         if total is None:
-            total = np.zeros((logits.shape[0], row.region[1] - r_off, col.region[1] - c_off), np.float32)
-            count = np.zeros(total.shape[1:], np.float32)
+            total = mapped_zeros((logits.shape[0], row.region[1] - r_off, col.region[1] - c_off), np.float32)
+            count = mapped_zeros(total.shape[1:], np.float32)
         y0, x0 = origin[0] - r_off, origin[1] - c_off
         total[:, y0 : y0 + logits.shape[1], x0 : x0 + logits.shape[2]] += logits
         count[span[0] - r_off : span[1] - r_off, span[2] - c_off : span[3] - c_off] += 1.0
@@ -201,4 +203,8 @@ def average_tile_logits(image, image_origin, tile, plan: TilePlan, run, store: C
     add_until(len(order), {})
     n0, n1 = row.needed[0] - r_off, row.needed[1] - r_off
     m0, m1 = col.needed[0] - c_off, col.needed[1] - c_off
-    return total[:, n0:n1, m0:m1] / count[n0:n1, m0:m1]
+    return np.divide(
+        total[:, n0:n1, m0:m1],
+        count[n0:n1, m0:m1],
+        out=mapped_zeros((len(total), n1 - n0, m1 - m0), np.float32),
+    )

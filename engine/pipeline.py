@@ -72,8 +72,9 @@ class PipelineSettings:
     tile_working: int = 896
     # Cap on output pixels per tile side (matters when the working grid is much coarser than the raster).
     max_output_tile: int = 4096
-    # Output rows scored at once (bounds the Q × rows × width upsampled-logit buffer).
-    score_rows: int = 256
+    # Output pixels scored at once: strips of this many pixels' worth of rows bound the Q × rows × width
+    # upsampled-logit buffers whatever the tile's width (in rows, wider tiles made larger buffers).
+    score_pixels: int = 256 * 1024
     # Crops per model call; None adapts to the device's free memory.
     batch_size: int | None = None
     # Multiplier on the logits before the softmax; None: the method's ``logit_scale`` attribute when it
@@ -292,7 +293,8 @@ def segment(
             cancel.check()
             (oy0, oy1), (ox0, ox1) = row.out, col.out
             tic = time.perf_counter()
-            _data, valid = source.read(grid.window.xoff + ox0, grid.window.yoff + oy0, ox1 - ox0, oy1 - oy0)
+            # Only the validity is kept: the bands, at output resolution, would outlive the tile's tensors.
+            valid = source.read(grid.window.xoff + ox0, grid.window.yoff + oy0, ox1 - ox0, oy1 - oy0)[1]
             if not valid.any():
                 # Nothing to classify: the crops touching this tile only matter for its own pixels.
                 done["skipped"] += 1
@@ -327,8 +329,9 @@ def segment(
             store.finish_tile(tile)
             del image
             col_sampling = output_sampling(ox0, ox1, grid.width, working.width)
-            for s0 in range(oy0, oy1, settings.score_rows):
-                s1 = min(s0 + settings.score_rows, oy1)
+            strip_rows = max(1, settings.score_pixels // (ox1 - ox0))
+            for s0 in range(oy0, oy1, strip_rows):
+                s1 = min(s0 + strip_rows, oy1)
                 tic = time.perf_counter()
                 row_sampling = output_sampling(s0, s1, grid.height, working.height)
                 upsampled = resample_bilinear(

@@ -215,7 +215,14 @@ def resample_bilinear(array: np.ndarray, rows: AxisSampling, cols: AxisSampling,
     array, r0, r1 = array[..., first:last, :], r0 - first, r1 - first
     wc = cols.w.astype(array.dtype, copy=False)
     wr = rows.w.astype(array.dtype, copy=False)[:, None]
-    left, right = array[..., c0], array[..., c1]
-    horizontal = left + (right - left) * wc
-    top, bottom = horizontal[..., r0, :], horizontal[..., r1, :]
-    return top + (bottom - top) * wr
+    # a + (b - a)·w computed in place as ((b - a)·w) + a: the same rounding, fewer temporaries.
+    left = array[..., c0]
+    horizontal = np.subtract(array[..., c1], left)
+    horizontal *= wc
+    horizontal += left
+    del left
+    top = horizontal[..., r0, :]
+    out = np.subtract(horizontal[..., r1, :], top)
+    out *= wr
+    out += top
+    return out

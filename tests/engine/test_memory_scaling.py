@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
             return {"method": self.name}
 
     src, out = sys.argv[1], sys.argv[2]
-    settings = PipelineSettings(tile_working=96, score_rows=64, batch_size=16)
+    settings = PipelineSettings(tile_working=96, score_pixels=64 * 96, batch_size=16)
     vocabulary = build_vocabulary(["a", "b", "c", "d"])
     prepared = prepare(SegmentRequest(input=src, out=out, confidence=out + ".conf.tif"), 32, 16, settings)
     result = segment(prepared, vocabulary, PixelMethod(), settings=settings)

@@ -138,7 +138,9 @@ def test_matches_slow_reference_and_is_independent_of_tile_size(tmp_path):
     image = random_image(150, 130, seed=1)
     src = write_raster(tmp_path / "in.tif", image)
     gsd = 0.5 * 1.7  # working grid 88 x 76: several crops each way, non-integer scale
-    small, _ = run(tmp_path, src, "small", PipelineSettings(tile_working=20, batch_size=2, score_rows=7), gsd)
+    small, _ = run(
+        tmp_path, src, "small", PipelineSettings(tile_working=20, batch_size=2, score_pixels=7 * 20), gsd
+    )
     large, _ = run(
         tmp_path, src, "large", PipelineSettings(tile_working=4000, batch_size=64), gsd, confidence=None
     )
