@@ -171,3 +171,21 @@ def test_every_mask_case_differs_from_the_reference_sets_only_in_its_thresholds(
         [getattr(s, k) for k in keep] for s in REFERENCE_PARAMETER_SETS
     ]
     assert EVERY_MASK_SETS[0]["pred_iou_thresh"] == 0.0
+
+
+def test_crop_flops_count_each_shared_crop_once():
+    """A crop on a tile border is evaluated once and reused: counting it per tile inflated the FLOPs (and
+    the MFU) of every multi-tile case."""
+    from engine.bench.runner import crop_shapes, scale_to_evaluations
+    from engine.tiling import plan_tiles
+
+    one_tile = plan_tiles(448, 448, 448, 448, 224, 112, 896, 4096)
+    four_tiles = plan_tiles(1792, 1792, 1792, 1792, 224, 112, 896, 4096)
+    assert one_tile.tile_count == 1 and four_tiles.tile_count == 4
+    assert sum(crop_shapes(one_tile).values()) == one_tile.crop_evaluations == 9
+    counted = sum(crop_shapes(four_tiles).values())
+    assert counted == four_tiles.crop_evaluations == 15 * 15 < four_tiles.crop_runs
+    assert crop_shapes(four_tiles) == {(224, 224): 225}
+    parts = {"clip": 900, "logits": 90}
+    assert scale_to_evaluations(parts, counted, 250) == {"clip": 1000, "logits": 100}
+    assert scale_to_evaluations(parts, counted, None) == parts
