@@ -67,6 +67,11 @@ def _select(data: MaskData, indices: torch.Tensor) -> MaskData:
     return MaskData(**picked)
 
 
+#: Masks resized and encoded at once: 16 float32 masks of an 896² window are ~50 MB, cache-friendly
+#: compared with the whole batch, and large enough for the products to stay efficient.
+MASKS_PER_GROUP = 16
+
+
 class SharedCropDecoder:
     """Per-crop masks for a group of generators with one point grid, decoding each batch once.
 
@@ -163,29 +168,46 @@ class SharedCropDecoder:
             for t in self.iou_thresholds
         ]
         any_iou = torch.stack(keep_iou).any(dim=0)
-        data.filter(any_iou)
-        keep = [k[any_iou] for k in keep_iou]
-        # Upstream resizes every mask to the crop and then drops those that fail the IoU filter; the
-        # resize acts on each mask alone, so resizing only the survivors gives them the same logits.
-        data["masks"] = predictor.model.postprocess_masks(
-            data["low_res"][:, None], predictor.input_size, predictor.original_size
-        )[:, 0]
-        del data["low_res"]
-        data["stability_score"] = calculate_stability_score(
-            data["masks"], predictor.model.mask_threshold, self.lead.stability_score_offset
+        if not bool(any_iou.all()):
+            data.filter(any_iou)
+        keep_iou = [k[any_iou] for k in keep_iou]
+        # Upstream resizes every mask of the batch to the crop (float32: 190 masks of an 896² window are
+        # ~600 MB), then filters; here survivors go through resizing, stability, boxes and run lengths a
+        # group at a time, and each mask alone decides its values, so the records are the same.
+        rows, stability, boxes, rles = [], [], [], []
+        keep: list[list[torch.Tensor]] = [[] for _ in keep_iou]
+        survivors = len(data["iou_preds"])
+        for first in range(0, survivors, MASKS_PER_GROUP):
+            group = slice(first, min(first + MASKS_PER_GROUP, survivors))
+            masks = predictor.model.postprocess_masks(
+                data["low_res"][group, None], predictor.input_size, predictor.original_size
+            )[:, 0]
+            scores = calculate_stability_score(
+                masks, predictor.model.mask_threshold, self.lead.stability_score_offset
+            )
+            member_keep = [
+                k[group] & (scores >= t) if t > 0.0 else k[group]
+                for k, t in zip(keep_iou, self.stability_thresholds)
+            ]
+            kept = torch.nonzero(torch.stack(member_keep).any(dim=0)).flatten()
+            binary = (masks > predictor.model.mask_threshold)[kept]
+            del masks
+            group_boxes = batched_mask_to_box(binary)
+            inside = ~is_box_near_crop_edge(group_boxes, crop_box, [0, 0, orig_w, orig_h])
+            kept = kept[inside]
+            rows.append(kept + first)
+            stability.append(scores[kept])
+            boxes.append(group_boxes[inside])
+            rles.extend(masks_to_rles(uncrop_masks(binary[inside], crop_box, orig_h, orig_w)))
+            for member, member_rows in zip(keep, member_keep):
+                member.append(member_rows[kept])
+        rows = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.int64)
+        data = MaskData(
+            iou_preds=data["iou_preds"][rows],
+            points=data["points"][rows],
+            stability_score=torch.cat(stability) if stability else torch.zeros(0),
+            boxes=torch.cat(boxes) if boxes else torch.zeros(0, 4, dtype=torch.int64),
+            rles=rles,
         )
-        for member, threshold in enumerate(self.stability_thresholds):
-            if threshold > 0.0:
-                keep[member] = keep[member] & (data["stability_score"] >= threshold)
-        any_kept = torch.stack(keep).any(dim=0) if keep else torch.zeros(0, dtype=torch.bool)
-        data.filter(any_kept)
-        keep = [k[any_kept] for k in keep]
-        data["masks"] = data["masks"] > predictor.model.mask_threshold
-        data["boxes"] = batched_mask_to_box(data["masks"])
-        inside = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
-        data.filter(inside)
-        keep = [k[inside] for k in keep]
-        data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
-        data["rles"] = masks_to_rles(data["masks"])  # fast, and merged without deep copies
-        del data["masks"]
+        keep = [torch.cat(k) if k else torch.zeros(0, dtype=torch.bool) for k in keep]
         return [_select(data, torch.nonzero(k).flatten()) for k in keep]

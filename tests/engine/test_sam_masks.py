@@ -324,11 +324,16 @@ SPREAD = (
 )
 
 
+@pytest.mark.parametrize("masks_per_group", [16, 5], ids=["one-group", "several-groups"])
 @pytest.mark.parametrize("parameter_sets", [SPREAD, REFERENCE_PARAMETER_SETS], ids=["spread", "reference"])
 def test_sets_sharing_a_point_grid_share_each_decoder_run_and_keep_their_masks(
-    monkeypatch, sam, window, parameter_sets
+    monkeypatch, sam, window, parameter_sets, masks_per_group
 ):
     from collections import Counter
+
+    from engine.sam import shared_decoder
+
+    monkeypatch.setattr(shared_decoder, "MASKS_PER_GROUP", masks_per_group)
 
     calls: list[str] = []
     monkeypatch.setattr(sam.mask_decoder, "forward", varied_decoder(sam.mask_decoder.forward, calls))
