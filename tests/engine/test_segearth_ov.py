@@ -186,7 +186,24 @@ def test_bf16_backbone_runs_the_upsampler_products_in_bf16(clip):
         hook.remove()
     finally:
         model.float()  # the module-scoped model is shared with the other tests
-    assert seen == [torch.bfloat16] * 4
+    assert seen == [torch.bfloat16] * 4 * len(crops)  # four steps, one crop per call on the CPU
     assert next(method.upsampler.parameters()).dtype == torch.float32
     assert reduced.dtype == torch.float32 and reduced.shape == full.shape
     torch.testing.assert_close(reduced, full, atol=0.01, rtol=0)
+
+
+def test_cpu_upsamples_one_crop_per_call(clip, monkeypatch):
+    """Batch-sized upsampler temporaries fragment the heap on the CPU (see UPSAMPLER_CROPS_PER_CALL_CPU)."""
+    from engine.methods import segearth_ov
+
+    batches = []
+    original = segearth_ov.upsampled_cosine_logits
+
+    def recording(upsampler, patches, *args, **kwargs):
+        batches.append(len(patches))
+        return original(upsampler, patches, *args, **kwargs)
+
+    monkeypatch.setattr(segearth_ov, "upsampled_cosine_logits", recording)
+    method = _method(clip, upsampler=build_upsampler("jbu_one", 32))
+    assert method.crop_logits(_crops(3, 32, 32, seed=2)).shape[0] == 3
+    assert batches == [segearth_ov.UPSAMPLER_CROPS_PER_CALL_CPU] * 3 == [1, 1, 1]
