@@ -42,6 +42,7 @@ from engine.sam.mask_cache import WindowMaskCache
 from engine.sam.parameter_sets import REFERENCE_PARAMETER_SETS, SamParameterSet
 from engine.sam.stats import SegmentationCost
 from engine.sam.window_masks import DEFAULT_SAM_WINDOW_PX, SamWindowMasks
+from engine.upsamplers.cosine import BilinearUpsampler, upsampled_cosine_logits
 
 #: The reference's single prompt template (its config lists "Aerial photo of a {class} in the city").
 RESEG_TEMPLATE = "Aerial photo of a {} in the city"
@@ -242,13 +243,17 @@ class ResegClip(TextQueryMethod):
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         patches = tokens[:, 1:].float().transpose(1, 2).reshape(batch, -1, *grid)
         text = self.query_features.float()
-        logits = torch.empty(batch, text.shape[0], *images.shape[-2:], device=self.device)
-        # One crop at a time: pixel-resolution features of a ViT-L crop are ~150 MB.
-        for i in range(batch):
-            dense = F.interpolate(
-                patches[i : i + 1], size=images.shape[-2:], mode="bilinear", align_corners=False
-            )
-            logits[i] = torch.einsum("dhw,qd->qhw", F.normalize(dense[0], dim=0), text)
+        # Cosines of the bilinearly resized features, resizing each crop's ≤ h·w + 1 subspace coordinates
+        # instead of its D channels (197 against 512 for ViT-B/16), one crop at a time: pixel-resolution
+        # tensors of a whole batch are hundreds of MB.
+        bilinear = BilinearUpsampler(patches.shape[1]).to(self.device)
+        size = tuple(images.shape[-2:])
+        logits = torch.cat(
+            [
+                upsampled_cosine_logits(bilinear, patches[i : i + 1], images[i : i + 1], text, size)
+                for i in range(batch)
+            ]
+        )
         out = remove_padding(logits, padding).contiguous()
         self.cost.clip_seconds += time.perf_counter() - started
         return out

@@ -28,6 +28,30 @@ def is_linear_upsampler(upsampler: nn.Module) -> bool:
     return all(hasattr(upsampler, name) for name in ("channel_map", "spatial", "output_bias"))
 
 
+class BilinearUpsampler(nn.Module):
+    """A plain bilinear resize (``align_corners=False``) to the guidance image's size, in the linear
+    upsampler protocol (no channel map, zero bias), so that ``upsampled_cosine_logits`` resizes a crop's
+    subspace coordinates (≤ h·w + 1 of them) instead of all of its ``channels`` feature channels."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def channel_map(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def output_bias(self) -> torch.Tensor:
+        return torch.zeros(self.channels)
+
+    def spatial(self, source: torch.Tensor, guidance: torch.Tensor, out_dtype=None) -> torch.Tensor:
+        resized = F.interpolate(source, size=guidance.shape[-2:], mode="bilinear", align_corners=False)
+        return resized.to(out_dtype or resized.dtype)
+
+    def forward(self, features: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        """All channels resized (the path taken when the subspace would not save enough)."""
+        return self.spatial(features, guidance)
+
+
 def _normalised_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """features (B, C, H, W), text (B or 1, Q, C) -> (B, Q, H, W) cosine similarities.
 

@@ -123,3 +123,24 @@ def test_registry_factory_builds_a_random_weights_method():
         create_reseg_clip(
             MethodOptions(clip=TINY_VIT_16, random_weights=True, extra={"colour": 1}), ModelCache()
         )
+
+
+def test_crop_cosines_are_those_of_resizing_every_feature_channel(sam, window, monkeypatch):
+    """The patch features resized bilinearly to pixels, L2-normalised and dotted with the queries, done
+    the obvious way from the tokens the masked CLIP produced."""
+    from engine.methods import reseg_clip
+
+    seen = []
+    original = reseg_clip.masked_forward
+    monkeypatch.setattr(reseg_clip, "masked_forward", lambda *a: seen.append(original(*a)) or seen[-1])
+    method = make(sam, arch=TINY_VIT_16, schedule="sam1,self")
+    method.set_queries(["road", "tree", "water", "roof"])
+    method.prepare_window(window)
+    origins = [(0, 0), (16, 32)]
+    crops = torch.stack([window[:, r : r + 160, c : c + 224] for r, c in origins])
+    logits = method.crop_logits(crops, origins=origins)
+    patches = seen[0][:, 1:].float().transpose(1, 2).reshape(2, -1, 10, 14)
+    dense = torch.nn.functional.interpolate(patches, size=(160, 224), mode="bilinear", align_corners=False)
+    dense = torch.nn.functional.normalize(dense, dim=1)
+    expected = torch.einsum("bdhw,qd->bqhw", dense, method.query_features.float())
+    torch.testing.assert_close(logits, expected, rtol=0, atol=2e-5)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.upsamplers.cosine import is_linear_upsampler, upsampled_cosine_logits
+from engine.upsamplers.cosine import BilinearUpsampler, is_linear_upsampler, upsampled_cosine_logits
 from engine.upsamplers.stacks import build_upsampler
 
 
@@ -138,3 +138,20 @@ def test_float32_basis_is_orthonormal_and_spans_the_features():
     torch.testing.assert_close(basis.transpose(1, 2) @ basis, identity, atol=2e-6, rtol=0)
     projected = basis @ (basis.transpose(1, 2) @ spanning)
     torch.testing.assert_close(projected, spanning, atol=1e-4 * spanning.abs().max().item(), rtol=0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("dim", "grid", "size"), [(512, (14, 14), (224, 224)), (96, (3, 5), (40, 75))])
+def test_bilinear_features_give_the_cosines_of_resizing_every_channel(dim, grid, size):
+    """ReSeg-CLIP's bilinear feature resize through the subspace (512 channels, 197 coordinates) and the
+    all-channel fallback (96 channels, rank 16 saves too little), against resizing all D channels."""
+    generator = torch.Generator().manual_seed(dim)
+    patches = torch.randn(2, dim, *grid, generator=generator, dtype=torch.float64)
+    image = torch.zeros(2, 3, *size, dtype=torch.float64)
+    text = F.normalize(torch.randn(6, dim, generator=generator, dtype=torch.float64), dim=-1)
+    bilinear = BilinearUpsampler(dim)
+    assert is_linear_upsampler(bilinear)
+    dense = F.interpolate(patches, size=size, mode="bilinear", align_corners=False)
+    expected = torch.einsum("bdhw,qd->bqhw", F.normalize(dense, dim=1), text)
+    got = upsampled_cosine_logits(bilinear, patches, image, text, size)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
