@@ -2,10 +2,10 @@
 
 Under the kept-heap policy (engine.allocator) every large tensor comes from one heap that is never
 trimmed. Arrays that outlive many of those tensors (crop logits kept for later tiles, a tile's logit
-sums) then sit between the holes the tensors leave when they are freed, so the holes cannot merge and a
-later, slightly larger tensor extends the heap instead: on a 16x raster the peak grew by ~90 MB steps
-from tile to tile. Given their own mapping, such arrays leave the heap's free space whole, and their
-pages go back to the OS the moment they are dropped.
+sums and logits) would sit between the holes the tensors leave when freed and keep them from merging,
+and they would hold their tile's pages in the heap after the tile. Given their own mapping, they do
+neither: their pages go back to the OS the moment they are dropped. (The larger share of the heap's
+growth on big rasters came from batch-sized upsampler temporaries; see engine.methods.segearth_ov.)
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ class SegEarthOV(TextQueryMethod):
         padded_size = features.padded.shape[-2:]
         if self.upsampler is not None:
             patches, guidance, text = features.patches.float(), features.padded.float(), text.float()
-            step = UPSAMPLER_CROPS_PER_CALL_CPU if patches.device.type == "cpu" else len(patches)
+            step = UPSAMPLER_CROPS_PER_CALL_CPU if patches.device.type == "cpu" else max(1, len(patches))
             logits = torch.cat(
                 [
                     upsampled_cosine_logits(

@@ -35,13 +35,13 @@ class BilinearUpsampler(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = channels
+        self.register_buffer("zero_bias", torch.zeros(channels), persistent=False)  # moves with .to()
 
     def channel_map(self, features: torch.Tensor) -> torch.Tensor:
         return features
 
     def output_bias(self) -> torch.Tensor:
-        return torch.zeros(self.channels)
+        return self.zero_bias
 
     def spatial(self, source: torch.Tensor, guidance: torch.Tensor, out_dtype=None) -> torch.Tensor:
         resized = F.interpolate(source, size=guidance.shape[-2:], mode="bilinear", align_corners=False)
