@@ -145,8 +145,13 @@ class TilePlan:
                 yield row, col
 
 
+def used_crop_indices(tiles: list[AxisTile]) -> set[int]:
+    """Crop indices along an axis that some tile uses (each crop is evaluated once and kept)."""
+    return {k for tile in tiles for k in range(*tile.crops)}
+
+
 def _used_count(tiles: list[AxisTile]) -> int:
-    return len({k for tile in tiles for k in range(*tile.crops)})
+    return len(used_crop_indices(tiles))
 
 
 def crop_users(tiles: list[AxisTile], crop_count: int) -> list[tuple[int, int] | None]:

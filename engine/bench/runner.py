@@ -22,6 +22,7 @@ from pathlib import Path
 from engine.allocator import keep_freed_memory
 from engine.bench import flops as fl
 from engine.bench.cases import BenchCase
+from engine.tiling import used_crop_indices
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,7 @@ def segment_options(case: BenchCase, input_path: Path, out: Path) -> dict:
 def crop_shapes(plan) -> Counter:
     """(height, width) → number of crops of ``engine.tiling.TilePlan`` that some tile uses, each counted
     once: the pipeline evaluates a crop shared by neighbouring tiles once and keeps its logits."""
-    rows = {i for row in plan.rows for i in range(*row.crops)}
-    cols = {j for col in plan.cols for j in range(*col.crops)}
+    rows, cols = used_crop_indices(plan.rows), used_crop_indices(plan.cols)
     shapes: Counter = Counter()
     for i in rows:
         y0, y1 = plan.row_spans[i]
