@@ -76,7 +76,8 @@ def _is_plain_linear(module: nn.Module) -> bool:
 
 
 def _image_product(image: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """image (N, C) @ rows (R, C)ᵀ (+ bias (R)) → (N, R) through oneDNN; both operands contiguous."""
+    """image (N, C) @ rows (R, C)ᵀ (+ bias (R)) → (N, R) through oneDNN. Either operand may be a transposed
+    view: oneDNN reads it in place, faster than MKL's product or a transposing copy."""
     return torch.ops.mkldnn._linear_pointwise(image, rows, bias, "none", [], "")
 
 
@@ -90,8 +91,10 @@ def _tokens_to_image(attn: Attention, queries: torch.Tensor, keys_pe: torch.Tens
     # Fold k_proj into the queries; its bias shifts a query's scores by a constant the softmax ignores.
     b, tokens, width = q.shape
     q = _block_diagonal(q * (width // heads) ** -0.5, heads) @ attn.k_proj.weight  # (b, H·T, C)
-    if onednn_route_applies(keys_pe, q, None):  # per point, so its (N, H·T) scores stay in cache
-        summed = torch.stack([_image_product(keys_pe[i], q[i]).softmax(0).t() @ keys[i] for i in range(b)])
+    if onednn_route_applies(keys_pe, q, None):  # per point, so its (H·T, N) scores stay in cache
+        summed = torch.stack(
+            [_image_product(_image_product(q[i], keys_pe[i]).softmax(-1), keys[i].t()) for i in range(b)]
+        )
     else:
         summed = torch.bmm(torch.bmm(q, keys_pe.transpose(1, 2)).softmax(dim=-1), keys)
     values = attn.v_proj(summed)  # = probs @ v_proj(keys): each row of probs sums to one
@@ -123,21 +126,23 @@ def _image_to_tokens(attn: Attention, image: torch.Tensor, keys: torch.Tensor, v
 
 def _image_to_tokens_onednn(attn: Attention, image, k, value_rows, shift, shared: bool) -> torch.Tensor:
     """``_image_to_tokens`` with every image-sized product through oneDNN, one point at a time so that
-    its scores stay in cache. Scores come image-major (N, H·T) and are transposed for the softmax over a
-    head's T tokens, which then runs along N (over a last dimension of 7 it is ~10x slower); ``shift``
-    is the summed out_proj bias."""
+    its scores stay in cache. Scores come token-major (H·T, N), where the softmax over a head's T tokens
+    runs along N (over a last dimension of 7 it is ~10x slower); ``shift`` is the summed out_proj bias."""
     b, rows, width = k.shape
     heads = attn.num_heads
     if shared:  # one product for all points' keys
-        all_scores = _image_product(image[0], k.reshape(b * rows, width)).view(-1, b, rows)
+        all_scores = _image_product(k.reshape(b * rows, width), image[0]).view(b, rows, -1)
     else:  # fold q_proj into each point's keys
         folded_w, folded_b = k @ attn.q_proj.weight, k @ attn.q_proj.bias
     value_cols = value_rows.transpose(1, 2).contiguous()  # (b, C, H·T)
     out = []
     for i in range(b):
-        scores = all_scores[:, i] if shared else _image_product(image[i], folded_w[i], folded_b[i])
-        probs = scores.t().contiguous().view(heads, rows // heads, -1).softmax(dim=1).view(rows, -1)
-        out.append(_image_product(probs.t().contiguous(), value_cols[i], shift))
+        if shared:
+            scores = all_scores[i]
+        else:
+            scores = _image_product(folded_w[i], image[i]).add_(folded_b[i].unsqueeze(1))
+        probs = scores.view(heads, rows // heads, -1).softmax(dim=1).view(rows, -1)
+        out.append(_image_product(probs.t(), value_cols[i], shift))
     return torch.stack(out)
 
 

@@ -209,8 +209,8 @@ def test_onednn_linears_keep_the_folded_products(monkeypatch, one_thread):
         actual = decoder(embedding, pe, sparse, dense, True)
     _assert_close(expected, actual)
     # One product for the first block's shared image-to-token scores (all points' 8 heads x 7 tokens),
-    # then per point: the first block's image-to-token output, one per later token-to-image attention
+    # then per point: the first block's image-to-token output, two per later token-to-image attention
     # (folded: unfolded ones take the attention kernel instead), two per later image-to-token attention.
     later_blocks = len(sam.mask_decoder.transformer.layers) - 1
-    assert products[0][1].shape[0] == 3 * 8 * 7
-    assert len(products) == 1 + 3 * (1 + later_blocks + 1 + 2 * later_blocks)
+    assert products[0][0].shape[0] == 3 * 8 * 7
+    assert len(products) == 1 + 3 * (1 + 2 * later_blocks + 2 + 2 * later_blocks)
