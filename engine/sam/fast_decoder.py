@@ -13,11 +13,13 @@ position per point in every attention. :class:`FastMaskDecoder` gives the same o
   queries), its weight is folded into the heads × tokens rows instead (56 rows for a point prompt), and
   token-to-image values are projected after the softmax-weighted sum; this about halves the
   multiply-adds. Any other module is called as it is, so a swapped-in kernel still takes effect.
-- After the final attention only the IoU and mask tokens are read, so only they attend.
-- On the CPU in float32 the per-point products with the image side go through oneDNN with the image as
-  the row operand (engine.onednn_linear): batched products with 56-row operands run at ~100 GFLOP/s
-  through MKL on AMD processors, these at ~250. Softmaxes over a head's few tokens are taken in the
-  token-major layout, where they run over contiguous image positions.
+- After the final attention only the IoU token and the mask tokens asked for are read (3 of 4 with
+  multimask output, 1 without), so only they attend.
+- On the CPU in float32 every per-point product with the image side goes through oneDNN
+  (engine.onednn_linear): batched products with 56-row operands run at ~100 GFLOP/s through MKL on AMD
+  processors, these at ~250. Scores are computed token-major (heads·tokens, N), so softmaxes run over
+  contiguous image positions, and the value products read the transposed operand in place: no
+  transposing copies (together 10-25 % off a decode in interleaved runs).
 
 Anything else (several embeddings, differing dense prompts, unfamiliar modules) runs upstream's forward.
 """
@@ -184,7 +186,7 @@ class FastMaskDecoder(nn.Module):
         picked = slice(1, None) if multimask_output else slice(0, 1)
         masks, iou = [], []
         for chunk in tokens.split(POINTS_PER_CHUNK):
-            queries, keys = self._transformer(image, pe, chunk, shared)
+            queries, keys = self._transformer(image, pe, chunk, shared, picked)
             masks.append(self._masks(keys.transpose(1, 2).view(-1, c, h, w), queries, picked))
             iou.append(self.iou_prediction_head(queries[:, 0])[:, picked])
         return torch.cat(masks), torch.cat(iou)
@@ -207,9 +209,10 @@ class FastMaskDecoder(nn.Module):
             return False
         return dense.shape[0] == 1 or dense.stride(0) == 0 or torch.equal(dense, dense[:1].expand_as(dense))
 
-    def _transformer(self, image, pe, tokens, shared):
+    def _transformer(self, image, pe, tokens, shared, picked: slice):
         """The two-way transformer for one chunk of points; ``shared``: the first block's token-to-image
-        keys and values and image-to-token queries."""
+        keys and values and image-to-token queries. Returns the IoU token and the ``picked`` mask tokens
+        (in that order), and the image."""
         first, *rest = self.transformer.layers
         queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
         update = _tokens_to_shared_image(first.cross_attn_token_to_image, queries + tokens, *shared[:2])
@@ -226,8 +229,9 @@ class FastMaskDecoder(nn.Module):
             queries = block.norm3(queries + block.mlp(queries))
             attn = block.cross_attn_image_to_token
             keys = block.norm4(keys + _image_to_tokens(attn, keys_pe, queries + tokens, queries, False))
-        # Tokens attend independently, and only the IoU and mask tokens are read after this attention.
-        queries, tokens = queries[:, : 1 + self.num_mask_tokens], tokens[:, : 1 + self.num_mask_tokens]
+        # Tokens attend independently, and only the IoU token and the picked mask tokens are read after it.
+        read = [0, *(1 + i for i in range(self.num_mask_tokens)[picked])]
+        queries, tokens = queries[:, read], tokens[:, read]
         attn = self.transformer.final_attn_token_to_image
         update = _tokens_to_image(attn, queries + tokens, keys + pe, keys)
         return self.transformer.norm_final_attn(queries + update), keys
@@ -239,7 +243,8 @@ class FastMaskDecoder(nn.Module):
         x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), norm.weight, norm.bias, norm.eps)
         x = act2(up2(act1(x.permute(0, 3, 1, 2))))
         mlps = self.output_hypernetworks_mlps
-        hyper = torch.stack([mlps[i](queries[:, 1 + i]) for i in range(self.num_mask_tokens)[picked]], dim=1)
+        picked_tokens = range(self.num_mask_tokens)[picked]
+        hyper = torch.stack([mlps[i](queries[:, 1 + j]) for j, i in enumerate(picked_tokens)], dim=1)
         return (hyper @ x.flatten(2)).unflatten(-1, x.shape[-2:])
 
 
