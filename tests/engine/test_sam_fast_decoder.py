@@ -214,3 +214,6 @@ def test_onednn_linears_keep_the_folded_products(monkeypatch, one_thread):
     later_blocks = len(sam.mask_decoder.transformer.layers) - 1
     assert products[0][0].shape[0] == 3 * 8 * 7
     assert len(products) == 1 + 3 * (1 + 2 * later_blocks + 2 + 2 * later_blocks)
+    # The final attention (the last two products per point) runs only for the IoU token and the 3 mask
+    # tokens that multimask output reads, 8 heads each: not for the fourth, single-mask token.
+    assert [args[0].shape[0] for args in products[-6::2]] == [4 * 8] * 3
