@@ -141,6 +141,16 @@ def test_relative_cost_is_per_km2():
     assert relative_cost_fields(segearth, reseg) == {"cost_relative_to": "seg", "cost_per_km2_ratio": 1.5}
 
 
+def test_relative_cost_from_the_fastest_runs_too():
+    segearth = {"case": "seg", "area_km2": 0.25, "seconds": 5.0, "seconds_all": [6.0, 5.0, 4.0]}
+    reseg = {"case": "reseg", "area_km2": 1.0, "seconds": 30.0, "seconds_all": [30.0, 24.0, 33.0]}
+    fields = relative_cost_fields(segearth, reseg)
+    assert fields["cost_per_km2_ratio"] == 1.5  # medians: 30 s/km² over 20
+    assert fields["cost_per_km2_ratio_fastest"] == 1.5  # fastest: 24 s/km² over 16
+    reseg["seconds_all"] = [30.0, 32.0, 40.0]
+    assert relative_cost_fields(segearth, reseg)["cost_per_km2_ratio_fastest"] == 1.875
+
+
 def test_matmul_peak_reports_its_measurement():
     peak = measure_matmul_peak("cpu", torch.float32, size=256, seconds=0.02, bursts=3)
     assert peak.gflops >= peak.median_gflops > 0
