@@ -49,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--peak-seconds", type=float, default=1.0, help="seconds spent measuring each matmul peak"
     )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="after the suite, time each case that has a cost reference PAIRS more times, alternating "
+        "with its reference (a steadier ratio on a busy machine; off by default)",
+    )
 
 
 def _devices(choice: str) -> list[str]:
@@ -146,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             record = _run_one(case, index, work, Path(args.tile), peaks, done)
             failures += "error" in record
             report.emit(record)
+        if args.interleave:
+            failures += _interleave(cases, args.interleave, work, Path(args.tile), report)
     if not args.no_micro and "cpu" in devices and not args.cases:
         from engine.bench.micro import upsampler_micro_case
 
@@ -153,6 +163,32 @@ def run(args: argparse.Namespace) -> int:
         with torch.inference_mode():
             report.emit(upsampler_micro_case(edge, channels))
     return 1 if failures else 0
+
+
+def _interleave(cases: list[BenchCase], pairs: int, work: Path, tile: Path, report) -> int:
+    """Interleaved runs of every selected case whose cost reference is selected too; returns failures."""
+    from engine.bench.interleave import interleaved_cost_ratio
+
+    by_name = {case.name: case for case in cases}
+
+    def seconds_per_km2(case: BenchCase) -> float:
+        raw = run_isolated(case, resolve_raster(case, work, tile))
+        if "error" in raw or "skipped" in raw:
+            raise RuntimeError(raw.get("error") or raw.get("skipped"))
+        width, height = raw["raster_size"]
+        return raw["seconds"][0] / (width * height * raw["native_gsd"] ** 2 / 1e6)
+
+    failures = 0
+    for case in cases:
+        reference = by_name.get(case.cost_relative_to or "")
+        if reference is None:
+            continue
+        try:
+            report.emit(interleaved_cost_ratio(reference, case, pairs, seconds_per_km2))
+        except RuntimeError as error:
+            failures += 1
+            report.emit({"case": f"{case.name}/interleaved", "error": str(error)})
+    return failures
 
 
 def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, done: dict[str, dict]) -> dict:

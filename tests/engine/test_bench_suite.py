@@ -17,6 +17,7 @@ import torch
 from osgeo import gdal
 
 from engine.bench.cases import BenchCase, mosaic_vrt, synthetic_raster
+from engine.bench.interleave import interleaved_cost_ratio
 from engine.bench.peak import measure_matmul_peak
 from engine.bench.report import REQUIRED_FIELDS, summarise
 from engine.cli.bench import labels_agreement, relative_cost_fields, scaling_fields
@@ -199,3 +200,40 @@ def test_crop_flops_count_each_shared_crop_once():
     parts = {"clip": 900, "logits": 90}
     assert scale_to_evaluations(parts, counted, 250) == {"clip": 1000, "logits": 100}
     assert scale_to_evaluations(parts, counted, None) == parts
+
+
+def test_interleaved_ratio_alternates_single_runs_and_takes_the_median_pair():
+    reference = BenchCase("ref", repeats=3)
+    case = BenchCase("case", method="reseg-clip", repeats=3, cost_relative_to="ref")
+    # Seconds per km² per call, in call order: the machine slows down in the middle pair.
+    scripted = iter([10.0, 21.0, 20.0, 44.0, 10.0, 23.0])
+    calls = []
+
+    def seconds_per_km2(c):
+        calls.append((c.name, c.repeats))
+        return next(scripted)
+
+    record = interleaved_cost_ratio(reference, case, 3, seconds_per_km2)
+    assert calls == [("ref", 1), ("case", 1)] * 3
+    assert record["cost_per_km2_ratios"] == [2.1, 2.2, 2.3]
+    assert record["cost_per_km2_ratio"] == 2.2  # a ratio of medians would give 23 / 10 = 2.3
+    assert record["case"] == "case/interleaved" and record["cost_relative_to"] == "ref"
+    with pytest.raises(ValueError):
+        interleaved_cost_ratio(reference, case, 0, seconds_per_km2)
+
+
+def test_interleave_through_the_cli_adds_a_paired_record(tmp_path):
+    tile = synthetic_raster(tmp_path / "tile.tif", 300)
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "engine", "bench", "--quick", "--tile", str(tile), "--out", str(out)]
+    command += ["--case", "cpu/segearth-ov/tile/float32", "--case", "cpu/reseg-clip/tile/float32"]
+    command += ["--peak-seconds", "0.05", "--no-micro", "--interleave", "1"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    cases = {line["case"]: line for line in map(json.loads, out.read_text().splitlines())}
+    paired = cases["cpu/reseg-clip/tile/float32/interleaved"]
+    assert paired["cost_relative_to"] == "cpu/segearth-ov/tile/float32" and paired["pairs"] == 1
+    own, theirs = paired["seconds_per_km2"][0], paired["reference_seconds_per_km2"][0]
+    assert own > 0 and theirs > 0
+    assert paired["cost_per_km2_ratios"] == [pytest.approx(own / theirs, rel=1e-3)]
+    assert paired["cost_per_km2_ratio"] == paired["cost_per_km2_ratios"][0]
