@@ -43,6 +43,12 @@ REQUIRED_FIELDS = (
 )
 
 
+def raster_area_km2(raster_size, native_gsd: float) -> float:
+    """Ground area of a (width, height) raster with square pixels of ``native_gsd`` metres."""
+    width, height = raster_size
+    return width * height * native_gsd * native_gsd / 1e6
+
+
 def summarise(
     *,
     case: str,
@@ -66,7 +72,7 @@ def summarise(
     """A case's record from its raw measurements (``seconds``: one wall time per timed repeat)."""
     median = statistics.median(seconds)
     width, height = raster_size
-    area_km2 = width * height * native_gsd * native_gsd / 1e6
+    area_km2 = raster_area_km2(raster_size, native_gsd)
     total_flop = sum(flop_by_part.values())
     achieved = total_flop / median / 1e9
     record = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.bench.cases import REAL_TILE, BenchCase, default_suite, resolve_raster
 from engine.bench.memory import run_isolated
-from engine.bench.report import JsonLinesReport, machine, skipped, summarise
+from engine.bench.report import JsonLinesReport, machine, raster_area_km2, skipped, summarise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,11 +172,13 @@ def _interleave(cases: list[BenchCase], pairs: int, work: Path, tile: Path, repo
     by_name = {case.name: case for case in cases}
 
     def seconds_per_km2(case: BenchCase) -> float:
-        raw = run_isolated(case, resolve_raster(case, work, tile))
+        input_path, warmup = _inputs(case, work, tile)
+        if input_path is None:
+            raise RuntimeError(f"input raster absent: {tile}")
+        raw = run_isolated(case, input_path, warmup_input=warmup)
         if "error" in raw or "skipped" in raw:
             raise RuntimeError(raw.get("error") or raw.get("skipped"))
-        width, height = raw["raster_size"]
-        return raw["seconds"][0] / (width * height * raw["native_gsd"] ** 2 / 1e6)
+        return raw["seconds"][0] / raster_area_km2(raw["raster_size"], raw["native_gsd"])
 
     failures = 0
     for case in cases:
@@ -191,12 +193,19 @@ def _interleave(cases: list[BenchCase], pairs: int, work: Path, tile: Path, repo
     return failures
 
 
-def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, done: dict[str, dict]) -> dict:
+def _inputs(case: BenchCase, work: Path, tile: Path) -> tuple[Path | None, Path | None]:
+    """The case's raster (None when its source is absent) and its warm-up raster (None: its own)."""
     input_path = resolve_raster(case, work, tile)
+    if input_path is None or not case.warmup_raster:
+        return input_path, None
+    return input_path, resolve_raster(case, work, tile, case.warmup_raster)
+
+
+def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, done: dict[str, dict]) -> dict:
+    input_path, warmup = _inputs(case, work, tile)
     if input_path is None:
         return skipped(case.name, case.method, case.device, case.dtype, f"input raster absent: {tile}")
     labels = work / f"labels_{index}.tif"
-    warmup = resolve_raster(case, work, tile, case.warmup_raster) if case.warmup_raster else None
     raw = run_isolated(case, input_path, keep_labels=labels, warmup_input=warmup)
     if "error" in raw or "skipped" in raw:
         record = skipped(case.name, case.method, case.device, case.dtype, raw.get("skipped", ""))
