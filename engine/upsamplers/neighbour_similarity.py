@@ -16,13 +16,12 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from engine.upsamplers.adaptive_conv import reflect_indices
+# CHUNK_BYTES also bounds the Gram temporaries of one chunk of tile rows (small: see adaptive_conv).
+from engine.upsamplers.adaptive_conv import CHUNK_BYTES, reflect_indices
 
 #: Tile edge in pixels. The Gram of a tile has T² × (T + 2r)² entries; T = 8 with r = 5 computes
 #: 324 dot products per pixel for the 121 used, in GEMMs large enough to run near the matmul peak.
 TILE = 8
-#: Upper bound on the Gram temporaries of one chunk of tile rows, in bytes.
-CHUNK_BYTES = 64 * 2**20
 
 
 @functools.lru_cache(maxsize=32)
