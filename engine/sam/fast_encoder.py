@@ -1,4 +1,5 @@
-"""SAM image-encoder attention without materialising the full attention matrix.
+"""SAM's image encoder made faster in place: attention without the full attention matrix, and a contiguous
+residual stream (``ContiguousPatchEmbed``).
 
 segment-anything's ``Attention`` builds softmax(q kᵀ · s + B) as a dense (batch·heads, N, N) tensor, B the
 decomposed relative-position bias B[(h, w), (h', w')] = Rh[h, w, h'] + Rw[h, w, w']. In the four global
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling.image_encoder import Attention, get_rel_pos
+from segment_anything.modeling.image_encoder import Attention, PatchEmbed, get_rel_pos
 from torch import nn
 
 from engine.onednn_linear import onednn_route_applies
@@ -106,11 +107,32 @@ class RelPosAttention(nn.Module):
         return self.proj(mixed.permute(0, 2, 1, 3).reshape(batch, height, width, -1))
 
 
-def install_fast_encoder_attention(sam: nn.Module) -> int:
-    """Replace every image-encoder ``Attention`` of ``sam`` by a ``RelPosAttention`` sharing its
-    parameters; returns how many were replaced (0 when already done)."""
+class ContiguousPatchEmbed(nn.Module):
+    """segment-anything's ``PatchEmbed`` (same ``proj``, same state-dict keys) returning a contiguous
+    (B, H, W, C) tensor instead of a permuted view of the convolution's (B, C, H, W) output.
+
+    Every residual add keeps its first operand's memory layout, so upstream's view makes the whole
+    residual stream channels-first in memory, and each block's LayerNorms then read a strided tensor:
+    ≈ 6 ms each instead of ≈ 0.6 ms on ViT-B at 1024² (24 of them, ≈ 3 % of a pass). Same values."""
+
+    def __init__(self, upstream: PatchEmbed) -> None:
+        super().__init__()
+        self.proj = upstream.proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
+
+
+def install_fast_encoder(sam: nn.Module) -> int:
+    """Replace every image-encoder ``Attention`` of ``sam`` by a ``RelPosAttention`` and its
+    ``PatchEmbed`` by a ``ContiguousPatchEmbed``, sharing their parameters; returns how many modules were
+    replaced (0 when already done)."""
+    encoder = sam.image_encoder
     replaced = 0
-    for block in getattr(sam.image_encoder, "blocks", []):
+    if type(getattr(encoder, "patch_embed", None)) is PatchEmbed:
+        encoder.patch_embed = ContiguousPatchEmbed(encoder.patch_embed)
+        replaced += 1
+    for block in getattr(encoder, "blocks", []):
         if type(block.attn) is Attention:
             block.attn = RelPosAttention(block.attn)
             replaced += 1

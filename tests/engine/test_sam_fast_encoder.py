@@ -10,7 +10,7 @@ from segment_anything.modeling.image_encoder import Attention
 
 from engine.models.sam_architectures import create_sam
 from engine.sam import fast_encoder
-from engine.sam.fast_encoder import RelPosAttention, install_fast_encoder_attention
+from engine.sam.fast_encoder import RelPosAttention, install_fast_encoder
 
 
 def _randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -42,8 +42,8 @@ def test_blockwise_attention_equals_upstream(monkeypatch, rel_pos, rows_per_bloc
 def test_installed_encoder_gives_the_same_embedding_and_keeps_its_state_dict():
     sam = _randomised(create_sam("tiny", seed=3), seed=4)
     fast = copy.deepcopy(sam)
-    assert install_fast_encoder_attention(fast) == len(sam.image_encoder.blocks)
-    assert install_fast_encoder_attention(fast) == 0  # idempotent
+    assert install_fast_encoder(fast) == len(sam.image_encoder.blocks) + 1  # and the patch embedding
+    assert install_fast_encoder(fast) == 0  # idempotent
     assert list(fast.state_dict()) == list(sam.state_dict())
     image = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
@@ -51,6 +51,31 @@ def test_installed_encoder_gives_the_same_embedding_and_keeps_its_state_dict():
         got = fast.image_encoder(image)
     scale = expected.abs().max()
     assert (got - expected).abs().max() <= 1e-4 * scale
+
+
+def _norm_input_strides(sam, image) -> list[tuple[int, ...]]:
+    """Strides of the tensor each image-encoder block's first LayerNorm reads."""
+    seen = []
+    hooks = [
+        b.norm1.register_forward_pre_hook(lambda m, a: seen.append(a[0].stride()))
+        for b in sam.image_encoder.blocks
+    ]
+    with torch.no_grad():
+        sam.image_encoder(image)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_installed_encoder_keeps_the_residual_stream_contiguous():
+    """Upstream's patch embedding hands the blocks a permuted view, so every LayerNorm reads a strided
+    tensor (several times slower); installed, every block reads a contiguous one."""
+    sam = create_sam("tiny", seed=3)
+    image = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5))
+    contiguous = torch.empty(1, 64, 64, 32).stride()
+    assert any(stride != contiguous for stride in _norm_input_strides(sam, image))
+    install_fast_encoder(sam)
+    assert _norm_input_strides(sam, image) == [contiguous] * len(sam.image_encoder.blocks)
 
 
 def test_onednn_attention_matches_an_explicit_softmax_with_the_bias_added():

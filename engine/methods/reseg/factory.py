@@ -43,7 +43,7 @@ def create_reseg_clip(options, models):
     from engine.methods.reseg_clip import ResegClip, ResegClipSettings
     from engine.onednn_linear import use_onednn_linears
     from engine.sam.fast_decoder import install_fast_decoder
-    from engine.sam.fast_encoder import install_fast_encoder_attention
+    from engine.sam.fast_encoder import install_fast_encoder
     from engine.sam.mask_upsampling import install_fused_mask_upsampling
     from engine.sam.parameter_sets import parameter_set_from_dict
 
@@ -61,7 +61,7 @@ def create_reseg_clip(options, models):
     sam, sam_info = load_sam_cached(sam_spec, random_weights=options.random_weights, seed=options.seed)
     use_onednn_linears(sam)  # as for CLIP (engine.onednn_linear); idempotent for a cached SAM
     install_fast_decoder(sam)  # many prompts against one embedding: ~3x faster, same masks
-    install_fast_encoder_attention(sam)  # no 805 MB attention matrices in the global blocks
+    install_fast_encoder(sam)  # no 805 MB attention matrices in the global blocks; contiguous stream
     install_fused_mask_upsampling(sam)  # one separable map instead of two resizes through 1024²
     if options.random_weights:
         # Random SAMs of one architecture differ by seed: the seed must be part of the mask-cache key.
