@@ -163,6 +163,13 @@ class ResegClip(TextQueryMethod):
         """Scale the pipeline applies before the softmax (the reference: 1, raw cosines)."""
         return self.settings.logit_scale
 
+    @property
+    def sam_window_px(self) -> int:
+        """Edge of the global SAM-window grid in working pixels. The pipeline widens each read window to
+        whole cells of this grid, so every SAM window is segmented whole, once (then cached), and a crop's
+        segments do not depend on the tile it runs in."""
+        return self.masks.sam_window_px
+
     # -- SAM side -------------------------------------------------------------------------------------
 
     @staticmethod

@@ -100,6 +100,31 @@ def test_segment_end_to_end_and_the_mask_cache_spares_sam_for_a_new_vocabulary(t
     assert gdal.Open(str(tmp_path / "b.tif")).ReadAsArray().max() <= 2
 
 
+def test_sam_windows_are_whole_grid_cells_whatever_the_tiles(tmp_path, capsys):
+    """Read windows are widened to the global SAM-window grid: each of the 3 x 2 grid cells of a 480 x 400
+    raster is segmented once and whole (a tile's halo must not make a strip its own SAM window), and the
+    labels are the same with 4 read tiles as with one."""
+    bands = random_bands(480, 400)
+    bands[:, 100:300, 50:400] //= 4  # some structure for SAM
+    raster = write_raster(tmp_path / "big.tif", bands, gt=UTM_1M, epsg=32632)
+    runs = {}
+    for tile_size in (240, 1024):
+        out = tmp_path / f"t{tile_size}.tif"
+        argv = ["--class", "road", "--class", "tree", "--out", out, "--tile-size", tile_size]
+        code = segment(raster, *argv, *TINY, *FAST_SAM, "--sam-window", 224)
+        assert code == 0, capsys.readouterr().err
+        record = json.loads(out.with_suffix(".json").read_text())
+        runs[tile_size] = (
+            gdal.Open(str(out)).ReadAsArray(),
+            record["method"]["cost"],
+            record["windows"]["tiles"],
+        )
+    labels, cost, tiles = runs[240]
+    assert tiles > 1
+    assert cost["sam_windows_computed"] == 6 and cost["sam_encoder_passes"] == 6
+    assert np.array_equal(labels, runs[1024][0])
+
+
 def test_schedule_longer_than_the_model_is_a_clear_error(tmp_path, raster, capsys):
     out = tmp_path / "o.tif"
     code = segment(raster, "--class", "road", "--out", out, *TINY, "--schedule", "2*full,sam1,sam2,self")
