@@ -72,7 +72,8 @@ def test_installed_encoder_keeps_the_residual_stream_contiguous():
     tensor (several times slower); installed, every block reads a contiguous one."""
     sam = create_sam("tiny", seed=3)
     image = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5))
-    contiguous = torch.empty(1, 64, 64, 32).stride()
+    width = sam.image_encoder.patch_embed.proj.out_channels
+    contiguous = torch.empty(1, 64, 64, width).stride()  # 1024² / 16² patches
     assert any(stride != contiguous for stride in _norm_input_strides(sam, image))
     install_fast_encoder(sam)
     assert _norm_input_strides(sam, image) == [contiguous] * len(sam.image_encoder.blocks)
