@@ -49,6 +49,9 @@ EVERY_MASK_SETS = [
     {**params.as_dict(), "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     for params in REFERENCE_PARAMETER_SETS
 ]
+#: Edges (0.5 m pixels) of ReSeg-CLIP's scaling pair: 1 km² and 4 km², synthetic so that no SAM window
+#: repeats another's pixels.
+RESEG_SCALING_EDGES = (2000, 4000)
 #: Mosaic edge of the per-km² comparison: 2 × 2 tiles = 1 km² = 896² working pixels, one full SAM window,
 #: so ReSeg-CLIP's SAM cost is that of a large raster rather than of a window cut short by the raster.
 PER_KM2_REPEATS = 2
@@ -188,6 +191,31 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
             options=seg_options,
             scaling_of=small,
             warmup_raster="mosaic:1",
+            repeats=SCALING_LARGE_CPU_REPEATS if device == "cpu" else 3,
+        )
+    )
+    # ReSeg-CLIP's pair, on non-repeating pixels: the mosaics' copies would be recognised by the
+    # pixel-keyed SAM mask cache. 1 km² is one SAM window, 4 km² is 2 × 2 (each segmented once, whole).
+    small_edge, large_edge = (QUICK_EDGE, 2 * QUICK_EDGE) if quick else RESEG_SCALING_EDGES
+    reseg_small = prefix + "reseg-clip/scaling/small"
+    cases.append(
+        BenchCase(
+            reseg_small,
+            method="reseg-clip",
+            device=device,
+            raster=f"synthetic:{small_edge}",
+            options=reseg_options,
+        )
+    )
+    cases.append(
+        BenchCase(
+            prefix + "reseg-clip/scaling/large",
+            method="reseg-clip",
+            device=device,
+            raster=f"synthetic:{large_edge}",
+            options=reseg_options,
+            scaling_of=reseg_small,
+            warmup_raster=f"synthetic:{small_edge}",
             repeats=SCALING_LARGE_CPU_REPEATS if device == "cpu" else 3,
         )
     )

@@ -93,6 +93,7 @@ def scaling_fields(small: dict, large: dict) -> dict:
     crops = (large["crops_evaluated"] or 0) / max(1, small["crops_evaluated"] or 0)
     time_ratio = large["seconds"] / small["seconds"]
     rss = (large["peak_rss_bytes"] or 0) / max(1, small["peak_rss_bytes"] or 0)
+    sam_passes = (large.get("sam_encoder_passes"), small.get("sam_encoder_passes"))
     return {
         "scaling": {
             "small_case": small["case"],
@@ -102,6 +103,8 @@ def scaling_fields(small: dict, large: dict) -> dict:
             "crop_evaluation_ratio": round(crops, 3),
             "time_per_crop_ratio": round(time_ratio / crops, 3) if crops else None,
             "time_per_area_ratio": round(time_ratio / area, 3),
+            # ReSeg-CLIP: SAM windows grow with the area (one encoder pass per window and crop layer).
+            "sam_encoder_pass_ratio": round(sam_passes[0] / sam_passes[1], 3) if all(sam_passes) else None,
         }
     }
 

@@ -134,6 +134,22 @@ def test_scaling_ratios():
     assert ratios["area_ratio"] == 16.0 and ratios["time_ratio"] == 25.0
     assert ratios["peak_rss_ratio"] == 1.1 and ratios["crop_evaluation_ratio"] == 25.0
     assert ratios["time_per_crop_ratio"] == 1.0
+    assert ratios["sam_encoder_pass_ratio"] is None  # SegEarth-OV runs no SAM
+    reseg = scaling_fields({**small, "sam_encoder_passes": 5}, {**large, "sam_encoder_passes": 20})
+    assert reseg["scaling"]["sam_encoder_pass_ratio"] == 4.0
+
+
+def test_reseg_scaling_pair_is_on_pixels_that_never_repeat():
+    """A mosaic repeats its piece, and the pixel-keyed SAM mask cache would spare SAM for the copies."""
+    from engine.bench.cases import default_suite
+
+    for quick in (True, False):
+        cases = {case.name: case for case in default_suite(["cpu"], quick=quick)}
+        small, large = cases["cpu/reseg-clip/scaling/small"], cases["cpu/reseg-clip/scaling/large"]
+        assert large.scaling_of == small.name and small.method == large.method == "reseg-clip"
+        edges = [int(case.raster.removeprefix("synthetic:")) for case in (small, large)]
+        assert edges[1] == 2 * edges[0]  # 4x the area
+        assert large.warmup_raster == small.raster
 
 
 def test_relative_cost_is_per_km2():
