@@ -180,46 +180,50 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
                 cost_relative_to=prefix + "per-km2/segearth-ov/float32",
             )
         )
-    small = prefix + "scaling/small"
-    cases.append(BenchCase(small, device=device, raster="mosaic:1", base_edge=base_edge, options=seg_options))
-    cases.append(
-        BenchCase(
-            prefix + "scaling/large",
-            device=device,
-            raster=f"mosaic:{SCALING_REPEATS}",
-            base_edge=base_edge,
+    cases.extend(
+        _scaling_pair(
+            prefix + "scaling",
+            "segearth-ov",
+            device,
+            "mosaic:1",
+            f"mosaic:{SCALING_REPEATS}",
             options=seg_options,
-            scaling_of=small,
-            warmup_raster="mosaic:1",
-            repeats=SCALING_LARGE_CPU_REPEATS if device == "cpu" else 3,
+            base_edge=base_edge,
         )
     )
     # ReSeg-CLIP's pair, on non-repeating pixels: the mosaics' copies would be recognised by the
     # pixel-keyed SAM mask cache. 1 km² is one SAM window, 4 km² is 2 × 2 (each segmented once, whole).
     small_edge, large_edge = (QUICK_EDGE, 2 * QUICK_EDGE) if quick else RESEG_SCALING_EDGES
-    reseg_small = prefix + "reseg-clip/scaling/small"
-    cases.append(
-        BenchCase(
-            reseg_small,
-            method="reseg-clip",
-            device=device,
-            raster=f"synthetic:{small_edge}",
+    cases.extend(
+        _scaling_pair(
+            prefix + "reseg-clip/scaling",
+            "reseg-clip",
+            device,
+            f"synthetic:{small_edge}",
+            f"synthetic:{large_edge}",
             options=reseg_options,
-        )
-    )
-    cases.append(
-        BenchCase(
-            prefix + "reseg-clip/scaling/large",
-            method="reseg-clip",
-            device=device,
-            raster=f"synthetic:{large_edge}",
-            options=reseg_options,
-            scaling_of=reseg_small,
-            warmup_raster=f"synthetic:{small_edge}",
-            repeats=SCALING_LARGE_CPU_REPEATS if device == "cpu" else 3,
         )
     )
     return cases
+
+
+def _scaling_pair(
+    name: str, method: str, device: str, small_raster: str, large_raster: str, **common
+) -> list[BenchCase]:
+    """``name``/small and ``name``/large: the large record carries ``scaling`` (ratios to the small one);
+    it warms up on the small raster and, on a CPU, runs once (one run already averages over its crops)."""
+    small = BenchCase(f"{name}/small", method=method, device=device, raster=small_raster, **common)
+    large = BenchCase(
+        f"{name}/large",
+        method=method,
+        device=device,
+        raster=large_raster,
+        scaling_of=small.name,
+        warmup_raster=small_raster,
+        repeats=SCALING_LARGE_CPU_REPEATS if device == "cpu" else 3,
+        **common,
+    )
+    return [small, large]
 
 
 # -- rasters -------------------------------------------------------------------------------------------
