@@ -19,9 +19,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from engine.allocator import keep_freed_memory
+from engine.allocator import keep_freed_memory, release_free_memory
 from engine.bench import flops as fl
 from engine.bench.cases import BenchCase
+from engine.bench.run_peak import RunPeaks, high_water_mark_bytes
 from engine.tiling import used_crop_indices
 
 log = logging.getLogger(__name__)
@@ -198,12 +199,16 @@ def run_case(
     text_flop = fl.clip_text_flops(queries * templates) if templates else None
     del method
     seconds, first_seconds, first_text_seconds, record = [], None, None, {}
-    peaks = []
+    peaks, run_peaks, memory = [], [], RunPeaks()
     for index in range(case.warmup + case.repeats):
         if index == case.warmup:
             peaks.append(_matmul_peak(case))
         _forget_sam_masks()
         gc.collect()
+        # As the worker does after every request: each run starts from a trimmed heap (and pays its page
+        # faults), and its peak RSS is its own, not the largest of every run so far in this process.
+        release_free_memory()
+        memory.start_run()
         if case.device == "cuda":
             torch.cuda.synchronize()
         warming = index < case.warmup
@@ -222,6 +227,7 @@ def run_case(
         if not warming:
             record = result.record
             seconds.append(elapsed)
+            run_peaks.append(memory.end_run())
     peaks.append(_matmul_peak(case))
     crops_evaluated = record.get("windows", {}).get("crops_evaluated")
     flop_parts = scale_to_evaluations(flop_parts, crops_counted, crops_evaluated)
@@ -251,13 +257,15 @@ def run_case(
         "crops_evaluated": crops_evaluated,
         "batch_size": record.get("windows", {}).get("batch_size"),
         "peak_memory": record.get("peak_memory"),
+        # Each timed run's own high-water mark (models included); process-wide where it cannot be reset.
+        "peak_rss_bytes": max(run_peaks) if run_peaks else None,
+        "peak_rss_per_run_bytes": run_peaks if memory.per_run else None,
+        "process_peak_rss_bytes": memory.process_peak(),  # warm-up and model loading included
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Subprocess entry: ``CASE.json RESULT.json INPUT [LABELS_COPY [WARMUP_INPUT]]``."""
-    import resource
-
     keep_freed_memory()  # as the engine's commands do (engine.allocator)
     argv = sys.argv[1:] if argv is None else argv
     case = BenchCase.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
@@ -274,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the parent records the failure as the case's result
         log.exception("case %s failed", case.name)
         result = {"error": f"{type(exc).__name__}: {exc}"}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result["peak_rss_bytes"] = int(peak if sys.platform == "darwin" else peak * 1024)
+    if result.get("peak_rss_bytes") is None:  # failed before a timed run ended
+        result["peak_rss_bytes"] = high_water_mark_bytes()
     result_path.write_text(json.dumps(result), encoding="utf-8")
     return 0
 

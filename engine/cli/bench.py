@@ -246,6 +246,8 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
             "batch_size": raw.get("batch_size"),
             "sam_cost": raw.get("sam_cost"),
             "cuda_peak_allocated_bytes": (raw.get("peak_memory") or {}).get("cuda_allocated_bytes"),
+            "peak_rss_per_run_bytes": raw.get("peak_rss_per_run_bytes"),
+            "process_peak_rss_bytes": raw.get("process_peak_rss_bytes"),
         },
     )
     record["labels"] = str(labels) if labels.exists() else None

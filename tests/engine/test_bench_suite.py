@@ -67,6 +67,10 @@ def test_tiny_case_through_the_cli_emits_every_field(tmp_path):
     case_peak = record["peak_gflops"]
     assert record["mfu"] == pytest.approx(record["achieved_gflops"] / case_peak, abs=0.006 / case_peak + 1e-4)
     assert record["peak_rss_bytes"] > 50 * 2**20
+    if sys.platform.startswith("linux"):  # each timed run's own peak; the process's covers the warm-up too
+        assert record["peak_rss_bytes"] == max(record["peak_rss_per_run_bytes"])
+        assert len(record["peak_rss_per_run_bytes"]) == record["repeats"]
+    assert record["process_peak_rss_bytes"] >= record["peak_rss_bytes"]
     assert record["sam_encoder_passes"] is None  # SegEarth-OV runs no SAM
     assert "inference" in record["stage_seconds"]
 
