@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.mapped_arrays import mapped_copy
+
 #: Windows kept in memory (a 896² window with 4 sets is ~13 MB of int32 ids).
 DEFAULT_MAX_ENTRIES = 64
 
@@ -75,7 +77,9 @@ class WindowMaskCache:
                 raise
 
     def _remember(self, key: str, maps: np.ndarray) -> None:
-        self._memory[key] = maps
+        # Entries outlive many tiles' temporaries: on the heap each would pin the holes they leave and the
+        # heap would grow by hundreds of MB per tile (engine.mapped_arrays).
+        self._memory[key] = mapped_copy(maps)
         self._memory.move_to_end(key)
         while len(self._memory) > self.max_entries:
             self._memory.popitem(last=False)

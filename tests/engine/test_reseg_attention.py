@@ -65,11 +65,11 @@ def test_later_masks_overwrite_and_uncovered_is_zero():
     np.testing.assert_array_equal(ids, expected)
 
 
-def test_patch_majority_matches_a_loop_with_np_unique():
-    rng = np.random.default_rng(0)
-    patch = 4
+@pytest.mark.parametrize(("patch", "high"), [(4, 3), (16, 3), (16, 200), (14, 40)])
+def test_patch_majority_matches_a_loop_with_np_unique(patch, high):
+    rng = np.random.default_rng(patch + high)
     # Few distinct ids so ties happen; ties must go to the smallest id, like np.unique + argmax.
-    ids = rng.integers(-1, 3, size=(3, 12, 16)).astype(np.int32)
+    ids = rng.integers(-1, high, size=(3, 3 * patch, 4 * patch)).astype(np.int32)
     fast = patch_majority_ids(torch.from_numpy(ids), patch).numpy()
     for b in range(ids.shape[0]):
         for i in range(ids.shape[1] // patch):

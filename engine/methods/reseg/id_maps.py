@@ -12,8 +12,6 @@ import torch
 
 UNCOVERED_ID = 0
 OUTSIDE_ID = -1
-# Bound on the (patches × pixels × pixels) comparison tensor built per chunk (elements, ~32 MB bool).
-_MAJORITY_CHUNK_ELEMENTS = 32 * 1024 * 1024
 
 
 def paint_id_map(masks: list[np.ndarray], shape: tuple[int, int], first_id: int = 1) -> np.ndarray:
@@ -37,24 +35,25 @@ def patch_majority_ids(id_maps: torch.Tensor, patch_size: int) -> torch.Tensor:
     if h % patch_size or w % patch_size:
         raise ValueError(f"id map {h}×{w} is not a multiple of the patch size {patch_size}")
     gh, gw = h // patch_size, w // patch_size
-    # (B, gh, p, gw, p) → (B·gh·gw, p²): one row of pixel ids per patch.
+    # (B, gh, p, gw, p) → (B·gh·gw, p²): one sorted row of pixel ids per patch, so equal ids form runs.
     rows = (
         id_maps.to(torch.int64)
         .reshape(b, gh, patch_size, gw, patch_size)
         .permute(0, 1, 3, 2, 4)
         .reshape(b * gh * gw, patch_size * patch_size)
+        .sort(dim=1)
+        .values
     )
-    n = rows.shape[1]
-    chunk = max(1, _MAJORITY_CHUNK_ELEMENTS // (n * n))
-    out = torch.empty(rows.shape[0], dtype=torch.int64, device=rows.device)
-    for start in range(0, rows.shape[0], chunk):
-        part = rows[start : start + chunk]
-        # counts[r, i] = how many pixels of patch r share pixel i's id.
-        counts = (part[:, :, None] == part[:, None, :]).sum(-1)
-        best = counts.max(dim=1, keepdim=True).values
-        candidates = torch.where(counts == best, part, torch.iinfo(torch.int64).max)
-        out[start : start + chunk] = candidates.min(dim=1).values
-    return out.reshape(b, gh, gw)
+    # Run index of every pixel, then each run's length and id. O(p²) memory per patch: comparing all
+    # pixel pairs (p⁴) needed 268 MB temporaries per chunk, which fragmented the kept heap.
+    starts = torch.ones_like(rows, dtype=torch.bool)
+    starts[:, 1:] = rows[:, 1:] != rows[:, :-1]
+    run = starts.cumsum(dim=1) - 1
+    lengths = torch.zeros_like(rows).scatter_add_(1, run, torch.ones_like(rows))
+    run_ids = torch.zeros_like(rows).scatter_(1, run, rows)
+    # argmax picks the first longest run: runs are in ascending id order, so ties go to the smallest id.
+    longest = lengths.argmax(dim=1, keepdim=True)
+    return run_ids.gather(1, longest).reshape(b, gh, gw)
 
 
 def crop_id_maps(window_ids: np.ndarray, origins: list[tuple[int, int]], size: tuple[int, int]) -> np.ndarray:
