@@ -2,9 +2,10 @@
 threshold, template set…) costs no SAM time.
 
 Keys are the window's exact pixels (a BLAKE2 digest) plus a fingerprint of everything that shapes the
-masks (SAM weights identity, parameter sets, which sets). Entries live in memory (least recently used
-dropped beyond ``max_entries``) and, when a folder is given, on disk as compressed ``.npz`` files
-(read with ``allow_pickle=False``) so a later process can reuse them too.
+masks (SAM weights identity, parameter sets, which sets). Entries live in memory, in the smallest
+integer type that holds their ids (least recently used dropped beyond ``max_bytes``), and, when a folder
+is given, on disk as compressed ``.npz`` files (read with ``allow_pickle=False``) so a later process can
+reuse them too.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 
 from engine.mapped_arrays import mapped_copy
 
-#: Windows kept in memory (a 896² window with 4 sets is ~13 MB of int32 ids).
-DEFAULT_MAX_ENTRIES = 64
+#: Bytes of id maps kept in memory. An 896² SAM window with the 2 sets ViT-B/16's schedule uses is
+#: 1.6 MB as uint16 (6.4 MB as int32); a tile row of a raster 20 km wide at ~1.1 m has ~18 windows, and
+#: the next tile row reuses them.
+DEFAULT_MAX_BYTES = 256 * 2**20
 
 
 def window_digest(window: np.ndarray) -> str:
@@ -38,11 +41,23 @@ def settings_fingerprint(settings: dict) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def compact_ids(maps: np.ndarray) -> np.ndarray:
+    """The same ids in the smallest of uint8/uint16/int32 that holds them (ids are ≥ 0)."""
+    if maps.size == 0 or maps.min() < 0:
+        return maps
+    largest = int(maps.max())
+    for dtype in (np.uint8, np.uint16):
+        if largest <= np.iinfo(dtype).max:
+            return maps.astype(dtype, copy=False)
+    return maps
+
+
 class WindowMaskCache:
-    def __init__(self, folder: str | Path | None = None, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(self, folder: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.folder = Path(folder) if folder is not None else None
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.bytes = 0
 
     def _path(self, key: str) -> Path:
         assert self.folder is not None
@@ -63,6 +78,7 @@ class WindowMaskCache:
         return None
 
     def put(self, key: str, maps: np.ndarray) -> None:
+        maps = compact_ids(maps)
         self._remember(key, maps)
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -77,12 +93,15 @@ class WindowMaskCache:
                 raise
 
     def _remember(self, key: str, maps: np.ndarray) -> None:
+        if key in self._memory:
+            self.bytes -= self._memory.pop(key).nbytes
         # Entries outlive many tiles' temporaries: on the heap each would pin the holes they leave and the
         # heap would grow by hundreds of MB per tile (engine.mapped_arrays).
-        self._memory[key] = mapped_copy(maps)
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.max_entries:
-            self._memory.popitem(last=False)
+        kept = mapped_copy(maps)
+        self._memory[key] = kept
+        self.bytes += kept.nbytes
+        while self.bytes > self.max_bytes and len(self._memory) > 1:  # the newest always stays
+            self.bytes -= self._memory.popitem(last=False)[1].nbytes
 
     def __len__(self) -> int:
         return len(self._memory)

@@ -220,6 +220,26 @@ def test_cache_hit_costs_no_encoder_pass_and_survives_on_disk(sam, window, tmp_p
     assert fresh_cost.sam_encoder_passes == 5
 
 
+def test_cache_keeps_ids_compact_and_bounded_by_bytes():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 200, size=(2, 64, 64)).astype(np.int32)  # fits uint8
+    medium = rng.integers(0, 3000, size=(2, 64, 64)).astype(np.int32)  # fits uint16
+    cache = WindowMaskCache(max_bytes=small.size + 2 * medium.size)  # room for both, compacted
+    cache.put("a", small)
+    cache.put("b", medium)
+    assert cache.get("a").dtype == np.uint8 and cache.get("b").dtype == np.uint16
+    np.testing.assert_array_equal(cache.get("a"), small)  # same ids, smaller type
+    np.testing.assert_array_equal(cache.get("b"), medium)
+    assert cache.bytes == small.size + 2 * medium.size
+    cache.get("a")  # now "b" is the least recently used
+    cache.put("c", small + 1)
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    assert cache.bytes <= cache.max_bytes
+    huge = WindowMaskCache(max_bytes=10)  # smaller than any entry: the newest one still stays
+    huge.put("x", medium)
+    assert len(huge) == 1 and huge.get("x") is not None
+
+
 def test_even_splits_cover_without_gaps():
     for length, piece in [(1000, 896), (896, 896), (100, 896), (2000, 300)]:
         splits = even_splits(length, piece)
