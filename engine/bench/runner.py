@@ -23,6 +23,7 @@ from engine.allocator import keep_freed_memory, release_free_memory
 from engine.bench import flops as fl
 from engine.bench.cases import BenchCase
 from engine.bench.run_peak import RunPeaks, high_water_mark_bytes
+from engine.float_env import flush_denormals
 from engine.tiling import used_crop_indices
 
 log = logging.getLogger(__name__)
@@ -266,7 +267,8 @@ def run_case(
 
 def main(argv: list[str] | None = None) -> int:
     """Subprocess entry: ``CASE.json RESULT.json INPUT [LABELS_COPY [WARMUP_INPUT]]``."""
-    keep_freed_memory()  # as the engine's commands do (engine.allocator)
+    keep_freed_memory()  # as the engine's commands do (engine.allocator, engine.float_env)
+    flush_denormals()
     argv = sys.argv[1:] if argv is None else argv
     case = BenchCase.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     result_path = Path(argv[1])

@@ -13,6 +13,7 @@ import sys
 from engine import __version__
 from engine.allocator import keep_freed_memory
 from engine.errors import UserError
+from engine.float_env import flush_denormals
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -23,6 +24,9 @@ COMMANDS = {
     "bench": ("engine.cli.bench", "run the benchmark suite"),
     "info": ("engine.cli.info", "report interpreter, versions, device and weights present"),
 }
+
+#: Commands that run models (the others need not import torch).
+COMPUTING_COMMANDS = ("segment", "compose", "worker", "bench")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = chosen if chosen in COMMANDS else None
     args = build_parser(chosen).parse_args(argv)
     keep_freed_memory()  # before any model exists: large tensors then reuse heap pages (engine.allocator)
+    if args.command in COMPUTING_COMMANDS:
+        flush_denormals()  # before PyTorch starts its threads, which inherit it (engine.float_env)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
