@@ -192,6 +192,11 @@ def test_every_mask_case_differs_from_the_reference_sets_only_in_its_thresholds(
     case = cases["cpu/per-km2/reseg-clip-every-mask/float32"]
     assert case.cost_relative_to == "cpu/per-km2/segearth-ov/float32"
     assert case.raster == cases["cpu/per-km2/reseg-clip/float32"].raster
+    # The default precision's pair compares like with like.
+    reduced = cases["cpu/per-km2/reseg-clip/bfloat16"]
+    assert reduced.cost_relative_to == "cpu/per-km2/segearth-ov/bfloat16"
+    assert reduced.dtype == cases[reduced.cost_relative_to].dtype == "bfloat16"
+    assert reduced.raster == case.raster
     sets = [
         parameter_set_from_dict(data, "x")
         for data in parse_parameter_sets(case.options["sam_parameter_sets"])
