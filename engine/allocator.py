@@ -7,7 +7,8 @@ tile spent as much time in the kernel as in user code (33 s sys, 33 s user). Ser
 and trimming it only when asked cut that tile from 43 s to 25 s and SegEarth-OV's from 17.8 s to 13.4 s.
 
 The price is that the heap keeps its high-water mark until ``release_free_memory`` trims it: the worker
-calls that after every request, so an idle worker holds no more than it did before.
+calls that once it has been idle for a few seconds after a run, so back-to-back runs reuse the pages and
+an idle worker holds no more than it did before.
 """
 
 from __future__ import annotations

@@ -206,8 +206,8 @@ def run_case(
             peaks.append(_matmul_peak(case))
         _forget_sam_masks()
         gc.collect()
-        # As the worker does after every request: each run starts from a trimmed heap (and pays its page
-        # faults), and its peak RSS is its own, not the largest of every run so far in this process.
+        # Each run starts from a trimmed heap, as a request to a worker that has been idle does (and pays its
+        # page faults), and its peak RSS is its own, not the largest of every run so far in this process.
         release_free_memory()
         memory.start_run()
         if case.device == "cuda":

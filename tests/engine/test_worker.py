@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,29 @@ def test_cancel_mid_run_leaves_nothing(worker, tmp_path):
     # the worker keeps serving after a cancellation
     worker.send({"id": "i2", "command": "info"})
     assert worker.until_final("i2")[0]["event"] == "result"
+
+
+def test_heap_is_trimmed_once_the_worker_is_idle_not_between_queued_runs(monkeypatch):
+    import engine.cli.worker as worker_module
+
+    events = []
+    monkeypatch.setattr(worker_module, "IDLE_TRIM_SECONDS", 0.2)
+    monkeypatch.setattr(worker_module, "release_free_memory", lambda: events.append("trim") or True)
+    monkeypatch.setattr(
+        worker_module.Worker, "handle", lambda self, message: events.append(message["command"])
+    )
+    served = worker_module.Worker(worker_module.Channel(io.StringIO()))
+    for command in ("estimate", "segment", "segment"):
+        served.requests.put({"id": command, "command": command})
+    serving = threading.Thread(target=served.serve)
+    serving.start()
+    # Queued runs follow each other without a trim; the trim comes once the queue stays empty.
+    for _ in range(100):
+        if "trim" in events:
+            break
+        time.sleep(0.05)
+    served.requests.put({"id": "later", "command": "estimate"})  # no segment since the trim: no second one
+    time.sleep(0.6)
+    served.requests.put(None)
+    serving.join(timeout=10)
+    assert events == ["estimate", "segment", "segment", "trim", "estimate"]
