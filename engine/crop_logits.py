@@ -82,8 +82,9 @@ class KeptCrop:
     ``origin``, cut to the pixels later tiles need; dropped after ``last_tile`` (row, col)."""
 
     origin: tuple[int, int]
-    logits: np.ndarray
+    logits: np.ndarray | None  # None when only counting (see count_crop_evaluations)
     last_tile: tuple[int, int]
+    nbytes: int
 
 
 class CropStore:
@@ -111,40 +112,70 @@ class CropStore:
     def get(self, key: tuple[int, int]) -> KeptCrop | None:
         return self.kept.get(key)
 
-    def keep(self, key: tuple[int, int], logits: np.ndarray, tile: tuple[int, int]) -> None:
-        """Keep what later tiles need of crop ``key`` = (i, j) evaluated in ``tile`` = (r, c)."""
+    def keep(
+        self, key: tuple[int, int], logits: np.ndarray | None, tile: tuple[int, int], queries: int = 0
+    ) -> None:
+        """Keep what later tiles need of crop ``key`` = (i, j) evaluated in ``tile`` = (r, c). With
+        ``logits`` None only the bookkeeping is done, for ``queries`` logit channels."""
         (i, j), (r, c) = key, tile
         (_, r_last), (c_first, c_last) = self.row_users[i], self.col_users[j]
         later_rows = r < r_last
         later_in_row = c < c_last
         if not (later_rows or later_in_row):
             return
-        part, origin = self._part(key, logits, r, r_last, c, c_first, c_last, later_rows, later_in_row)
-        if later_rows and self.budget is not None and self.bytes + part.nbytes > self.budget:
+        channels = queries if logits is None else logits.shape[0]
+        window = self._kept_window(key, r, r_last, c, c_first, c_last, later_rows, later_in_row)
+        nbytes = _window_bytes(window, channels)
+        if later_rows and self.budget is not None and self.bytes + nbytes > self.budget:
             if not later_in_row:
                 return  # the next tile row evaluates it again
             r_last, later_rows = r, False  # keep it for the rest of this tile row only
-            part, origin = self._part(key, logits, r, r_last, c, c_first, c_last, later_rows, later_in_row)
-        self.kept[key] = KeptCrop(origin, part, (r_last, c_last))
-        self.bytes += part.nbytes
+            window = self._kept_window(key, r, r_last, c, c_first, c_last, later_rows, later_in_row)
+            nbytes = _window_bytes(window, channels)
+        ky0, ky1, kx0, kx1 = window
+        part = None
+        if logits is not None:
+            (y0, _), (x0, _) = self.plan.row_spans[i], self.plan.col_spans[j]
+            # A copy (frees the batch) outside the heap: it outlives many tensors (engine.mapped_arrays).
+            part = mapped_copy(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])
+        self.kept[key] = KeptCrop((ky0, kx0), part, (r_last, c_last), nbytes)
+        self.bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.bytes)
 
-    def _part(self, key, logits, r, r_last, c, c_first, c_last, later_rows, later_in_row):
-        """The pixels of crop ``key`` that tiles after (r, c) up to row ``r_last`` need, and their origin."""
+    def _kept_window(self, key, r, r_last, c, c_first, c_last, later_rows, later_in_row):
+        """(y0, y1, x0, x1): the pixels of crop ``key`` that tiles after (r, c) up to row ``r_last`` need."""
         i, j = key
         rows = range(r if later_in_row else r + 1, r_last + 1)
         cols = range(c_first if later_rows else c + 1, c_last + 1)
-        (y0, _), (x0, _) = self.plan.row_spans[i], self.plan.col_spans[j]
         ky0, ky1 = kept_extent(self.plan.row_spans[i], self.plan.rows, rows)
         kx0, kx1 = kept_extent(self.plan.col_spans[j], self.plan.cols, cols)
-        # A copy (frees the batch) outside the heap: it outlives many tensors (engine.mapped_arrays).
-        part = mapped_copy(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])
-        return part, (ky0, kx0)
+        return ky0, ky1, kx0, kx1
 
     def finish_tile(self, tile: tuple[int, int]) -> None:
         """Drop the crops whose last user is ``tile`` (or an earlier tile, when tiles were skipped)."""
         for key in [k for k, kept in self.kept.items() if kept.last_tile <= tile]:
-            self.bytes -= self.kept.pop(key).logits.nbytes
+            self.bytes -= self.kept.pop(key).nbytes
+
+
+def _window_bytes(window: tuple[int, int, int, int], channels: int) -> int:
+    y0, y1, x0, x1 = window
+    return channels * (y1 - y0) * (x1 - x0) * np.dtype(np.float32).itemsize
+
+
+def count_crop_evaluations(plan: TilePlan, budget: int | None, queries: int) -> int:
+    """Crop evaluations of a run over every tile of ``plan`` with ``queries`` logit channels: each crop a
+    tile uses, plus those evaluated again because the kept-logits ``budget`` could not hold them for the
+    next tile row (wide rasters). The pipeline's own bookkeeping, without logits."""
+    store = CropStore(plan, budget)
+    evaluated = 0
+    for r, row in enumerate(plan.rows):
+        for c, col in enumerate(plan.cols):
+            for key in tile_crops(row, col):
+                if store.get(key) is None:
+                    evaluated += 1
+                    store.keep(key, None, (r, c), queries)
+            store.finish_tile((r, c))
+    return evaluated
 
 
 def tile_crops(row, col) -> list[tuple[int, int]]:

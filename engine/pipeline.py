@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engine import __version__
-from engine.crop_logits import CropRunner, CropStore, average_tile_logits, tile_crops
+from engine.crop_logits import CropRunner, CropStore, average_tile_logits, count_crop_evaluations, tile_crops
 from engine.device import choose_batch_size, peak_memory
 from engine.errors import UserError
 from engine.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
@@ -197,13 +197,27 @@ def _plan(grid, working, crop_size: int, crop_stride: int, settings: PipelineSet
     )
 
 
-def estimate(request: SegmentRequest, crop_size: int = 224, crop_stride: int = 112, settings=None) -> dict:
-    """Sizes, tiles and crops a run would process, without loading a model or writing anything."""
+def estimate(
+    request: SegmentRequest,
+    crop_size: int = 224,
+    crop_stride: int = 112,
+    settings=None,
+    queries: int | None = None,
+) -> dict:
+    """Sizes, tiles and crops a run would process, without loading a model or writing anything. With the
+    vocabulary's ``queries`` count, ``crop_evaluations`` includes crops the kept-logits budget makes the
+    next tile row evaluate again (wide rasters); without it, each crop once."""
+    settings = settings or PipelineSettings()
     prepared = prepare(request, crop_size, crop_stride, settings, check_outputs=False)
     try:
-        return prepared.summary()
+        summary = prepared.summary()
     finally:
         prepared.source.close()
+    if queries:
+        summary["crop_evaluations"] = count_crop_evaluations(
+            prepared.plan, settings.kept_logits_budget, queries
+        )
+    return summary
 
 
 def effective_logit_scale(method, settings: PipelineSettings) -> float:
@@ -258,7 +272,7 @@ def segment(
     bytes_per_crop = getattr(method, "bytes_per_crop", None)
     run = CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
     done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
-    total_crops = max(1, plan.crop_evaluations)
+    total_crops = max(1, count_crop_evaluations(plan, settings.kept_logits_budget, len(vocabulary.queries())))
     store = CropStore(plan, settings.kept_logits_budget)
 
     prepare_window = getattr(method, "prepare_window", None)

@@ -189,6 +189,17 @@ def segment_request(options: dict):
     )
 
 
+def vocabulary_of(options: dict):
+    """The Vocabulary of resolved options: ``classes``, a ``vocabulary`` file (CLI) or its JSON (worker)."""
+    from engine.vocabulary import build_vocabulary
+
+    vocab_file, vocab_json = options["vocabulary"], None
+    if vocab_file is not None and not isinstance(vocab_file, str):
+        vocab_file, vocab_json = None, options["vocabulary"]
+    classes = options["classes"]
+    return build_vocabulary([classes] if isinstance(classes, str) else classes, vocab_file, vocab_json)
+
+
 def prepare_job(raw: Mapping) -> Job:
     """Validate a request fully (vocabulary, raster, bands, bbox, GSD, outputs) before any model loads."""
     from engine.device import resolve_device
@@ -199,14 +210,9 @@ def prepare_job(raw: Mapping) -> Job:
         random_weights_requested,
     )
     from engine.pipeline import PipelineSettings, prepare
-    from engine.vocabulary import build_vocabulary
 
     options = resolve_options(raw)
-    vocab_file, vocab_json = options["vocabulary"], None
-    if vocab_file is not None and not isinstance(vocab_file, str):
-        vocab_file, vocab_json = None, options["vocabulary"]
-    classes = options["classes"]
-    vocabulary = build_vocabulary([classes] if isinstance(classes, str) else classes, vocab_file, vocab_json)
+    vocabulary = vocabulary_of(options)
     if options["method"] not in METHODS:
         raise UserError(f"unknown method {options['method']!r}: use one of {', '.join(sorted(METHODS))}")
     device = resolve_device(options["device"])

@@ -193,13 +193,18 @@ class Worker:
                     self.tokens.pop(key, None)
 
     def estimate(self, args: dict) -> dict:
-        from engine.cli.segment import pipeline_settings, resolve_options, segment_request
+        from engine.cli.segment import pipeline_settings, resolve_options, segment_request, vocabulary_of
         from engine.methods.registry import default_crop_geometry
         from engine.pipeline import estimate
 
         options = resolve_options(args)
         crop_size, crop_stride = default_crop_geometry(options["method"])
-        return estimate(segment_request(options), crop_size, crop_stride, settings=pipeline_settings(options))
+        # With the vocabulary known, crops evaluated again on wide rasters are counted too.
+        queries = None
+        if options.get("classes") or options.get("vocabulary"):
+            queries = len(vocabulary_of(options).queries())
+        settings = pipeline_settings(options)
+        return estimate(segment_request(options), crop_size, crop_stride, settings=settings, queries=queries)
 
     def segment(self, key: str | None, args: dict) -> dict:
         from engine.cli.segment import run_segment

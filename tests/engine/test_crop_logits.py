@@ -101,3 +101,28 @@ def test_a_spent_budget_recomputes_border_crops_with_the_same_labels(tmp_path):
     assert windows["crops_evaluated"] == sum(counting_spent.evaluated.values())
     assert windows["kept_logits_peak_bytes"] < with_kept.record["windows"]["kept_logits_peak_bytes"]
     assert np.array_equal(read(without.out), read(with_kept.out))
+
+
+def test_counted_evaluations_are_the_runs_whatever_the_budget(tmp_path):
+    """The estimate's count simulates the kept-logits budget: it equals what a run evaluates, including
+    the crops evaluated again when the budget cannot hold them for the next tile row."""
+    from test_pipeline import VOCAB
+
+    from engine.crop_logits import count_crop_evaluations
+
+    src = write_raster(tmp_path / "in.tif", random_image(90, 110, seed=5))
+    queries = len(VOCAB.queries())
+    unbounded, _ = run(tmp_path, src, "free", PipelineSettings(tile_working=16, batch_size=3), 0.5)
+    needed = unbounded.record["windows"]["kept_logits_peak_bytes"]
+    counts = set()
+    for budget in (None, 0, needed // 3, needed // 2):
+        settings = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=budget)
+        result, _ = run(tmp_path, src, f"b{budget}", settings, 0.5)
+        prepared = prepare(SegmentRequest(input=src, gsd=0.5), CROP, STRIDE, settings, check_outputs=False)
+        prepared.source.close()
+        evaluated = result.record["windows"]["crops_evaluated"]
+        assert count_crop_evaluations(prepared.plan, budget, queries) == evaluated
+        told = estimate(SegmentRequest(input=src, gsd=0.5), CROP, STRIDE, settings, queries=queries)
+        assert told["crop_evaluations"] == evaluated
+        counts.add(evaluated)
+    assert len(counts) >= 3  # the budgets made a difference the count had to follow
