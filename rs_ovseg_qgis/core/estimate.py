@@ -25,9 +25,15 @@ PLAN_OPTIONS = ("batch_size", "tile_size")
 RENDERED_BANDS = 4
 
 
-def estimate_args(capture: CaptureResult, options: dict | None = None) -> dict:
-    """The ``estimate`` request's arguments for what a run would read (same names as ``segment``)."""
+def estimate_args(
+    capture: CaptureResult, options: dict | None = None, classes: list[str] | None = None
+) -> dict:
+    """The ``estimate`` request's arguments for what a run would read (same names as ``segment``).
+    ``classes`` (one "name,synonym,…" string per class): the engine then also counts the windows a wide
+    raster makes it evaluate twice, which depends on how many queries each window's logits hold."""
     args: dict = {"input": capture.path}
+    if classes:
+        args["classes"] = list(classes)
     if capture.bbox is not None:
         args["bbox"] = list(capture.bbox)
         args["bbox_crs"] = capture.bbox_crs

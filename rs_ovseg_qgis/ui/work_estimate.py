@@ -17,6 +17,7 @@ from ..core import engine_service
 from ..core.capture import CaptureError, capture_file_layer, file_source_path, transform_extent
 from ..core.estimate import EstimateJob, estimate_args, format_estimate, rendered_grid_stand_in
 from ..core.settings import engine_python
+from ..core.vocabulary import VocabularyError
 from ..definitions import SOURCE_LAYER
 
 
@@ -44,6 +45,15 @@ class WorkEstimate:
             return rendered_grid_stand_in(area, layer.crs(), gsd, path)
         return rendered_grid_stand_in(QgsRectangle(extent), extent.crs(), gsd, path)
 
+    def _estimate_classes(self) -> list[str] | None:
+        """The vocabulary's classes for the estimate, or None while it is not usable yet."""
+        vocabulary = self.vocabulary()
+        try:
+            vocabulary.validate()
+        except VocabularyError:
+            return None
+        return vocabulary.to_lines().splitlines()
+
     def start_estimate(self) -> None:
         """Ask the engine (on a background thread) for the run's pixels and windows."""
         if self._closed or not self._estimable:
@@ -59,7 +69,7 @@ class WorkEstimate:
         except (CaptureError, ValueError) as error:
             self._set_size_text(self._size_text, f"engine: no estimate ({error})")
             return
-        args = estimate_args(capture, options if isinstance(options, dict) else {})
+        args = estimate_args(capture, options if isinstance(options, dict) else {}, self._estimate_classes())
         job = EstimateJob(engine_service.shared_client(), args, parent=self)
 
         def done() -> None:

@@ -181,3 +181,24 @@ def test_heap_is_trimmed_once_the_worker_is_idle_not_between_queued_runs(monkeyp
     served.requests.put(None)
     serving.join(timeout=10)
     assert events == ["estimate", "segment", "segment", "trim", "estimate"]
+
+
+def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twice(tmp_path):
+    import engine.cli.worker as worker_module
+    from engine.cli.segment import pipeline_settings, resolve_options, segment_request
+    from engine.crop_logits import count_crop_evaluations
+    from engine.pipeline import prepare
+
+    # 6000 working px wide with 60 queries: the logits kept for the next tile row exceed the budget.
+    src = random_raster(tmp_path / "wide.tif", 6000, 2400)
+    classes = [f"class{i},synonym{i}a,synonym{i}b" for i in range(20)]
+    served = worker_module.Worker(worker_module.Channel(io.StringIO()))
+    plain = served.estimate({"input": src, "gsd": 1.0})
+    told = served.estimate({"input": src, "gsd": 1.0, "classes": classes})
+    assert plain["crop_evaluations"] == plain["crops"]  # each window once: the old count
+    assert told["crop_evaluations"] > told["crops"]  # windows of the tile-row borders, twice
+    options = resolve_options({"input": src, "gsd": 1.0, "classes": classes})
+    settings = pipeline_settings(options)
+    prepared = prepare(segment_request(options), settings=settings, check_outputs=False)
+    prepared.source.close()
+    assert told["crop_evaluations"] == count_crop_evaluations(prepared.plan, settings.kept_logits_budget, 60)

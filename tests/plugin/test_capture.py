@@ -101,3 +101,21 @@ def test_resolution_conversions(utm_layer):
 def test_oversized_renders_are_refused(utm_layer, tmp_path):
     with pytest.raises(CaptureError, match="too large"):
         capture_rendered([utm_layer], QgsRectangle(0, 0, 100_000, 100_000), UTM32, 1.0, tmp_path / "big.tif")
+
+
+def test_estimate_requests_carry_the_plan_options_and_the_vocabulary_when_usable():
+    from rs_ovseg_qgis.core.capture import CaptureResult
+    from rs_ovseg_qgis.core.estimate import estimate_args
+
+    capture = CaptureResult("/data/in.tif", (1.0, 2.0, 3.0, 4.0), "EPSG:25832", 0.5, rendered=False)
+    options = {"batch_size": 4, "clip": "ViT-B-16"}  # only what changes the plan travels
+    args = estimate_args(capture, options, ["building,roof", "water"])
+    assert args == {
+        "input": "/data/in.tif",
+        "classes": ["building,roof", "water"],
+        "bbox": [1.0, 2.0, 3.0, 4.0],
+        "bbox_crs": "EPSG:25832",
+        "gsd": 0.5,
+        "batch_size": 4,
+    }
+    assert "classes" not in estimate_args(capture, options, None)
