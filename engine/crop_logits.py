@@ -12,6 +12,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch
 from engine.device import is_out_of_memory
 from engine.mapped_arrays import mapped_copy, mapped_zeros
 from engine.progress import CancelToken
+from engine.spill_file import Parked, SpillFile
 from engine.tiling import TilePlan, crop_users, kept_extent
 
 log = logging.getLogger(__name__)
@@ -79,12 +81,15 @@ class CropRunner:
 @dataclass
 class KeptCrop:
     """Logits of an evaluated crop kept for later tiles: (Q, h, w) float32 at working (row, col)
-    ``origin``, cut to the pixels later tiles need; dropped after ``last_tile`` (row, col)."""
+    ``origin``, cut to the pixels later tiles need; dropped after ``last_tile`` (row, col). Held in
+    memory (``logits``) or parked in the store's spill file (``parked``)."""
 
     origin: tuple[int, int]
-    logits: np.ndarray | None  # None when only counting (see count_crop_evaluations)
+    logits: np.ndarray | None  # None when parked, or when only counting (see count_crop_evaluations)
     last_tile: tuple[int, int]
     nbytes: int
+    parked: Parked | None = None
+    spilled: bool = False
 
 
 class CropStore:
@@ -96,21 +101,41 @@ class CropStore:
     next tile row needs) plus those shared with the next tile of the current row, × Q × 4 bytes per pixel.
     For SegEarth-OV (crop 224, stride 112) that is roughly Q × (needed rows shared, ≤ ~340) × 2 × working
     width × 4 bytes: it grows with the raster's width (one row of tiles), never with its height.
-    ``budget`` caps the part kept for later tile rows: past it, those crops are evaluated again by the
-    next row, so memory stays flat whatever the width. What the next tile of the same row needs is always
+
+    ``budget`` caps the memory held for later tile rows, so memory stays flat whatever the width. Past
+    it, crops go to a temporary file in ``spill_folder`` (up to ``spill_budget`` bytes; created on the
+    first such crop) and are read back when their tiles come; past that too, or when the file cannot be
+    written, the next row evaluates them again. What the next tile of the same row needs is always
     kept: it is bounded by the tile size."""
 
-    def __init__(self, plan: TilePlan, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        plan: TilePlan,
+        budget: int | None = None,
+        spill_budget: int = 0,
+        spill_folder: Path | str | None = None,
+    ) -> None:
         self.plan = plan
         self.budget = budget
+        self.spill_budget = spill_budget
+        self.spill_folder = spill_folder
         self.row_users = crop_users(plan.rows, len(plan.row_spans))
         self.col_users = crop_users(plan.cols, len(plan.col_spans))
         self.kept: dict[tuple[int, int], KeptCrop] = {}
         self.bytes = 0
         self.peak_bytes = 0
+        self.spilled_bytes = 0
+        self.peak_spilled_bytes = 0
+        self.spilled_crops = 0
+        self._spill: SpillFile | None = None
+        self._spill_failed = False
 
     def get(self, key: tuple[int, int]) -> KeptCrop | None:
         return self.kept.get(key)
+
+    def logits_of(self, kept: KeptCrop) -> np.ndarray:
+        """The kept crop's logits, read back from the spill file when parked there."""
+        return kept.logits if kept.parked is None else self._spill.fetch(kept.parked)
 
     def keep(
         self, key: tuple[int, int], logits: np.ndarray | None, tile: tuple[int, int], queries: int = 0
@@ -127,6 +152,8 @@ class CropStore:
         window = self._kept_window(key, r, r_last, c, c_first, c_last, later_rows, later_in_row)
         nbytes = _window_bytes(window, channels)
         if later_rows and self.budget is not None and self.bytes + nbytes > self.budget:
+            if self._spilled(key, logits, window, nbytes, (r_last, c_last)):
+                return
             if not later_in_row:
                 return  # the next tile row evaluates it again
             r_last, later_rows = r, False  # keep it for the rest of this tile row only
@@ -151,10 +178,46 @@ class CropStore:
         kx0, kx1 = kept_extent(self.plan.col_spans[j], self.plan.cols, cols)
         return ky0, ky1, kx0, kx1
 
+    def _spilled(self, key, logits, window, nbytes: int, last_tile) -> bool:
+        """Park crop ``key``'s ``window`` in the spill file if its budget allows; whether it was."""
+        if self._spill_failed or self.spilled_bytes + nbytes > self.spill_budget:
+            return False
+        ky0, ky1, kx0, kx1 = window
+        parked = None
+        if logits is not None:
+            (y0, _), (x0, _) = self.plan.row_spans[key[0]], self.plan.col_spans[key[1]]
+            try:
+                if self._spill is None:
+                    self._spill = SpillFile(self.spill_folder)
+                parked = self._spill.park(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])
+            except OSError as error:
+                # Disk full or folder unwritable: the next tile row evaluates such crops again.
+                log.warning("cannot park crop logits in a temporary file (%s); evaluating them again", error)
+                self._spill_failed = True
+                return False
+        self.kept[key] = KeptCrop((ky0, kx0), None, last_tile, nbytes, parked, spilled=True)
+        self.spilled_bytes += nbytes
+        self.spilled_crops += 1
+        self.peak_spilled_bytes = max(self.peak_spilled_bytes, self.spilled_bytes)
+        return True
+
     def finish_tile(self, tile: tuple[int, int]) -> None:
         """Drop the crops whose last user is ``tile`` (or an earlier tile, when tiles were skipped)."""
         for key in [k for k, kept in self.kept.items() if kept.last_tile <= tile]:
-            self.bytes -= self.kept.pop(key).nbytes
+            kept = self.kept.pop(key)
+            if not kept.spilled:
+                self.bytes -= kept.nbytes
+                continue
+            self.spilled_bytes -= kept.nbytes
+            if kept.parked is not None:
+                self._spill.release(kept.parked)
+
+    def close(self) -> None:
+        """Delete the spill file, if one was made (the store keeps nothing after this)."""
+        self.kept.clear()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
 
 
 def _window_bytes(window: tuple[int, int, int, int], channels: int) -> int:
@@ -162,11 +225,12 @@ def _window_bytes(window: tuple[int, int, int, int], channels: int) -> int:
     return channels * (y1 - y0) * (x1 - x0) * np.dtype(np.float32).itemsize
 
 
-def count_crop_evaluations(plan: TilePlan, budget: int | None, queries: int) -> int:
+def count_crop_evaluations(plan: TilePlan, budget: int | None, queries: int, spill_budget: int = 0) -> int:
     """Crop evaluations of a run over every tile of ``plan`` with ``queries`` logit channels: each crop a
-    tile uses, plus those evaluated again because the kept-logits ``budget`` could not hold them for the
-    next tile row (wide rasters). The pipeline's own bookkeeping, without logits."""
-    store = CropStore(plan, budget)
+    tile uses, plus those evaluated again because neither the kept-logits ``budget`` nor the
+    ``spill_budget`` could hold them for the next tile row (very wide rasters). The pipeline's own
+    bookkeeping, without logits (assuming the spill file can be written)."""
+    store = CropStore(plan, budget, spill_budget)
     evaluated = 0
     for r, row in enumerate(plan.rows):
         for c, col in enumerate(plan.cols):
@@ -216,7 +280,7 @@ def average_tile_logits(image, image_origin, tile, plan: TilePlan, run, store: C
                 add((span[0], span[2]), fresh[key], span)
             else:
                 kept = store.get(key)
-                add(kept.origin, kept.logits, span)
+                add(kept.origin, store.logits_of(kept), span)
         added = max(added, stop)
 
     step = max(1, run.batch_size)

@@ -80,9 +80,13 @@ class PipelineSettings:
     # Multiplier on the logits before the softmax; None: the method's ``logit_scale`` attribute when it
     # has one (ReSeg-CLIP: 1, raw cosines), else SegEarth-OV's 50.
     logit_scale: float | None = None
-    # Bytes of crop logits kept for the next tile row (so border crops are evaluated once). Past this,
-    # the next row evaluates them again: memory stays flat for any raster width, at some repeated work.
+    # Bytes of crop logits kept in memory for the next tile row (so border crops are evaluated once):
+    # memory stays flat for any raster width.
     kept_logits_budget: int = 64 * 2**20
+    # Past that, bytes of them parked in a temporary file beside the output (read back through the page
+    # cache in milliseconds instead of a model call per crop); past this too, the next row evaluates
+    # them again. 0: no file.
+    kept_logits_spill_budget: int = 8 * 2**30
 
 
 @dataclass
@@ -215,7 +219,7 @@ def estimate(
         prepared.source.close()
     if queries:
         summary["crop_evaluations"] = count_crop_evaluations(
-            prepared.plan, settings.kept_logits_budget, queries
+            prepared.plan, settings.kept_logits_budget, queries, settings.kept_logits_spill_budget
         )
     return summary
 
@@ -272,8 +276,9 @@ def segment(
     bytes_per_crop = getattr(method, "bytes_per_crop", None)
     run = CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
     done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
-    total_crops = max(1, count_crop_evaluations(plan, settings.kept_logits_budget, len(vocabulary.queries())))
-    store = CropStore(plan, settings.kept_logits_budget)
+    budget, spill_budget = settings.kept_logits_budget, settings.kept_logits_spill_budget
+    total_crops = max(1, count_crop_evaluations(plan, budget, len(vocabulary.queries()), spill_budget))
+    store = CropStore(plan, budget, spill_budget, spill_folder=prepared.outputs["out"].parent)
 
     prepare_window = getattr(method, "prepare_window", None)
     release_window = getattr(method, "release_window", None)
@@ -383,6 +388,8 @@ def segment(
             "crops_evaluated": done["evaluated"],
             "crop_uses": plan.crop_runs,
             "kept_logits_peak_bytes": store.peak_bytes,
+            "kept_logits_spilled_crops": store.spilled_crops,
+            "kept_logits_spill_peak_bytes": store.peak_spilled_bytes,
             "batches": run.batches,
             "batch_size": run.batch_size,
         }
@@ -395,6 +402,8 @@ def segment(
             writer.close()
         files.discard()
         raise
+    finally:
+        store.close()
     progress(ProgressEvent(1.0, "done", f"wrote {out_path}"))
     return SegmentResult(
         str(out_path),

@@ -85,6 +85,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self._size_text = ""  # the panel's own pixel count; the engine's estimate is added below it
         self._estimable = False  # an extent and a resolution that give a pixel size
         self._estimate_generation = 0  # answers to older requests are dropped
+        self._classes_estimated: list[str] | None = None  # the vocabulary lines the last estimate sent
         self.last_estimate: dict | None = None
         self.estimates_sent = 0
         self._estimates: list[EstimateJob] = []  # in flight, kept alive for their signal
@@ -223,6 +224,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         project.cleared.connect(self.load_project_state)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.save_vocabulary_to_project)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.update_vocabulary_title)
+        self.vocabulary_editor.model.vocabularyChanged.connect(self.vocabulary_edited)
         self.load_project_state()
 
     def _project_read(self, _document) -> None:

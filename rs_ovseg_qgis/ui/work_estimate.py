@@ -45,6 +45,12 @@ class WorkEstimate:
             return rendered_grid_stand_in(area, layer.crs(), gsd, path)
         return rendered_grid_stand_in(QgsRectangle(extent), extent.crs(), gsd, path)
 
+    def vocabulary_edited(self) -> None:
+        """Ask again when the classes an estimate would send differ from the last one's: their number of
+        queries sets how many windows a wide raster evaluates twice. Colour edits ask nothing."""
+        if self._estimable and self._estimate_classes() != self._classes_estimated:
+            self.update_size_label()
+
     def _estimate_classes(self) -> list[str] | None:
         """The vocabulary's classes for the estimate, or None while it is not usable yet."""
         vocabulary = self.vocabulary()
@@ -69,7 +75,8 @@ class WorkEstimate:
         except (CaptureError, ValueError) as error:
             self._set_size_text(self._size_text, f"engine: no estimate ({error})")
             return
-        args = estimate_args(capture, options if isinstance(options, dict) else {}, self._estimate_classes())
+        self._classes_estimated = self._estimate_classes()
+        args = estimate_args(capture, options if isinstance(options, dict) else {}, self._classes_estimated)
         job = EstimateJob(engine_service.shared_client(), args, parent=self)
 
         def done() -> None:

@@ -1,5 +1,6 @@
 """Crop evaluation across read tiles: every global crop evaluated exactly once while the kept border
-logits fit their budget, SAM-grid alignment for window methods, identical labels whatever the tiles."""
+logits fit their budgets (memory, then a temporary file), SAM-grid alignment for window methods,
+identical labels whatever the tiles."""
 
 from __future__ import annotations
 
@@ -86,11 +87,12 @@ def test_windows_of_sam_grid_methods_are_aligned_to_the_grid(tmp_path):
 
 
 def test_a_spent_budget_recomputes_border_crops_with_the_same_labels(tmp_path):
-    """With no budget for logits kept across tile rows, the next row evaluates shared crops again:
-    kept memory is then bounded by the tile, not the raster width, and the labels do not change."""
+    """With no budget for logits kept across tile rows (in memory or on disk), the next row evaluates
+    shared crops again: kept memory is then bounded by the tile, not the raster width, and the labels do
+    not change."""
     src = write_raster(tmp_path / "in.tif", random_image(90, 110, seed=5))
     kept = PipelineSettings(tile_working=16, batch_size=3)
-    spent = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=0)
+    spent = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=0, kept_logits_spill_budget=0)
     counting_kept, counting_spent = CountingMethod(), CountingMethod()
     with_kept, _ = run(tmp_path, src, "kept", kept, 0.5, method=counting_kept)
     without, _ = run(tmp_path, src, "spent", spent, 0.5, method=counting_spent)
@@ -101,6 +103,49 @@ def test_a_spent_budget_recomputes_border_crops_with_the_same_labels(tmp_path):
     assert windows["crops_evaluated"] == sum(counting_spent.evaluated.values())
     assert windows["kept_logits_peak_bytes"] < with_kept.record["windows"]["kept_logits_peak_bytes"]
     assert np.array_equal(read(without.out), read(with_kept.out))
+
+
+def test_crops_past_the_memory_budget_are_parked_on_disk_and_read_back(tmp_path):
+    """With no memory budget but room on disk, border crops go to a temporary file: each crop is still
+    evaluated once, the outputs are bit-identical to a run that kept everything in memory, and no file is
+    left beside the outputs."""
+    src = write_raster(tmp_path / "in.tif", random_image(90, 110, seed=5))
+    in_memory = PipelineSettings(tile_working=16, batch_size=3)
+    on_disk = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=0)
+    counting = CountingMethod()
+    kept, _ = run(tmp_path, src, "memory", in_memory, 0.5, confidence=str(tmp_path / "memory_conf.tif"))
+    parked, _ = run(
+        tmp_path, src, "disk", on_disk, 0.5, method=counting, confidence=str(tmp_path / "disk_conf.tif")
+    )
+    assert set(counting.evaluated.values()) == {1}
+    windows = parked.record["windows"]
+    assert windows["crops_evaluated"] == windows["unique_crops"]
+    assert windows["kept_logits_spilled_crops"] > 0 and windows["kept_logits_spill_peak_bytes"] > 0
+    assert windows["kept_logits_peak_bytes"] < kept.record["windows"]["kept_logits_peak_bytes"]
+    assert kept.record["windows"]["kept_logits_spilled_crops"] == 0
+    assert np.array_equal(read(parked.out), read(kept.out))
+    assert np.array_equal(read(parked.confidence), read(kept.confidence))
+    assert not [p.name for p in tmp_path.iterdir() if "spill" in p.name]
+
+
+def test_a_disk_that_refuses_the_spill_falls_back_to_evaluating_again(tmp_path, monkeypatch, caplog):
+    """A full disk (or an unwritable folder) costs repeated work, never the run or its labels."""
+    from engine.spill_file import SpillFile
+
+    def disk_full(self, array):
+        raise OSError(28, "No space left on device")
+
+    src = write_raster(tmp_path / "in.tif", random_image(90, 110, seed=5))
+    reference, _ = run(tmp_path, src, "memory", PipelineSettings(tile_working=16, batch_size=3), 0.5)
+    monkeypatch.setattr(SpillFile, "park", disk_full)
+    counting = CountingMethod()
+    settings = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=0)
+    with caplog.at_level("WARNING"):
+        result, _ = run(tmp_path, src, "full", settings, 0.5, method=counting)
+    assert max(counting.evaluated.values()) > 1
+    assert result.record["windows"]["kept_logits_spilled_crops"] == 0
+    assert "No space left on device" in caplog.text
+    assert np.array_equal(read(result.out), read(reference.out))
 
 
 def test_counted_evaluations_are_the_runs_whatever_the_budget(tmp_path):
@@ -115,14 +160,18 @@ def test_counted_evaluations_are_the_runs_whatever_the_budget(tmp_path):
     unbounded, _ = run(tmp_path, src, "free", PipelineSettings(tile_working=16, batch_size=3), 0.5)
     needed = unbounded.record["windows"]["kept_logits_peak_bytes"]
     counts = set()
-    for budget in (None, 0, needed // 3, needed // 2):
-        settings = PipelineSettings(tile_working=16, batch_size=3, kept_logits_budget=budget)
-        result, _ = run(tmp_path, src, f"b{budget}", settings, 0.5)
+    budgets = [(None, 0), (0, 0), (needed // 3, 0), (needed // 2, 0), (0, needed // 3), (0, needed)]
+    for budget, spill in budgets:
+        settings = PipelineSettings(
+            tile_working=16, batch_size=3, kept_logits_budget=budget, kept_logits_spill_budget=spill
+        )
+        result, _ = run(tmp_path, src, f"b{budget}-{spill}", settings, 0.5)
         prepared = prepare(SegmentRequest(input=src, gsd=0.5), CROP, STRIDE, settings, check_outputs=False)
         prepared.source.close()
         evaluated = result.record["windows"]["crops_evaluated"]
-        assert count_crop_evaluations(prepared.plan, budget, queries) == evaluated
+        assert count_crop_evaluations(prepared.plan, budget, queries, spill) == evaluated
         told = estimate(SegmentRequest(input=src, gsd=0.5), CROP, STRIDE, settings, queries=queries)
         assert told["crop_evaluations"] == evaluated
         counts.add(evaluated)
-    assert len(counts) >= 3  # the budgets made a difference the count had to follow
+    assert len(counts) >= 4  # the budgets made a difference the count had to follow
+    assert result.record["windows"]["crops_evaluated"] == result.record["windows"]["unique_crops"]

@@ -183,16 +183,25 @@ def test_heap_is_trimmed_once_the_worker_is_idle_not_between_queued_runs(monkeyp
     assert events == ["estimate", "segment", "segment", "trim", "estimate"]
 
 
-def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twice(tmp_path):
+def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twice(tmp_path, monkeypatch):
+    import functools
+
     import engine.cli.worker as worker_module
+    import engine.pipeline
     from engine.cli.segment import pipeline_settings, resolve_options, segment_request
     from engine.crop_logits import count_crop_evaluations
     from engine.pipeline import prepare
 
-    # 6000 working px wide with 60 queries: the logits kept for the next tile row exceed the budget.
+    # 6000 working px wide with 60 queries: the logits kept for the next tile row exceed the memory
+    # budget. By default the rest go to a temporary file (each window once); without that file the
+    # next row evaluates them again, and the estimate has to say so.
     src = random_raster(tmp_path / "wide.tif", 6000, 2400)
     classes = [f"class{i},synonym{i}a,synonym{i}b" for i in range(20)]
     served = worker_module.Worker(worker_module.Channel(io.StringIO()))
+    spilled = served.estimate({"input": src, "gsd": 1.0, "classes": classes})
+    assert spilled["crop_evaluations"] == spilled["crops"]
+    no_file = functools.partial(engine.pipeline.PipelineSettings, kept_logits_spill_budget=0)
+    monkeypatch.setattr(engine.pipeline, "PipelineSettings", no_file)
     plain = served.estimate({"input": src, "gsd": 1.0})
     told = served.estimate({"input": src, "gsd": 1.0, "classes": classes})
     assert plain["crop_evaluations"] == plain["crops"]  # each window once: the old count
@@ -201,4 +210,5 @@ def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twi
     settings = pipeline_settings(options)
     prepared = prepare(segment_request(options), settings=settings, check_outputs=False)
     prepared.source.close()
-    assert told["crop_evaluations"] == count_crop_evaluations(prepared.plan, settings.kept_logits_budget, 60)
+    counted = count_crop_evaluations(prepared.plan, settings.kept_logits_budget, 60, 0)
+    assert told["crop_evaluations"] == counted

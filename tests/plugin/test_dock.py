@@ -232,6 +232,40 @@ def test_the_engine_estimate_of_pixels_and_windows_is_shown_before_a_run(
     assert dock.last_estimate["crops"] == sliding_windows(300) * sliding_windows(100)
 
 
+@needs_koeln
+def test_vocabulary_edits_that_change_the_queries_ask_for_a_new_estimate(
+    dock,
+    random_weight_engine,  # noqa: F811
+):
+    layer = add_koeln()
+    dock.layer_combo.setLayer(layer)
+    dock.engine_options_edit.setText(TINY_ENGINE_OPTIONS_JSON)
+    dock.vocabulary_editor.set_vocabulary(Vocabulary.from_lines("building,roof\nwater"))
+    dock.extent_widget.setOutputExtentFromUser(
+        QgsRectangle(346_000, 5_647_600, 346_400, 5_648_000), layer.crs()
+    )
+    wait_for(lambda: dock.last_estimate is not None, 60)
+    sent = dock.estimates_sent
+    assert dock._classes_estimated == ["building,roof", "water"]
+    # A colour edit changes no query: nothing is asked.
+    recoloured = Vocabulary.from_lines("building,roof\nwater")
+    recoloured.classes[1].color = "#123456"
+    dock.vocabulary_editor.set_vocabulary(recoloured)
+    QCoreApplication.processEvents()
+    assert not dock._estimate_timer.isActive() and dock.estimates_sent == sent
+    # A synonym more: the estimate is asked again (debounced), with the new lines.
+    dock.last_estimate = None
+    dock.vocabulary_editor.set_vocabulary(Vocabulary.from_lines("building,roof\nwater,river"))
+    assert dock.size_label.text().endswith("engine: estimating…")
+    wait_for(lambda: dock.last_estimate is not None, 60)
+    assert dock.estimates_sent == sent + 1
+    assert dock._classes_estimated == ["building,roof", "water,river"]
+    # An unusable vocabulary (no classes) sends none: the estimate then counts each window once.
+    dock.vocabulary_editor.set_vocabulary(Vocabulary())
+    wait_for(lambda: dock.estimates_sent == sent + 2, 60)
+    assert dock._classes_estimated is None
+
+
 def test_without_an_engine_the_size_line_says_so(dock, tmp_path):
     from qgis.core import QgsCoordinateReferenceSystem
 
