@@ -57,5 +57,9 @@ def engine_report() -> dict:
         free, total = torch.cuda.mem_get_info()
         report["gpu_memory_free_bytes"], report["gpu_memory_total_bytes"] = int(free), int(total)
     report["weights_cache"] = str(cache_dir())
+    from engine.clip.text_store import default_text_store
+
+    text_store = default_text_store()
+    report["text_embeddings_cache"] = str(text_store.folder) if text_store else None
     report["weights"] = weights_present()
     return report

@@ -2,7 +2,8 @@
 
 Per query: encode every ``template.format(query)``, L2-normalise each, average, L2-normalise again
 (what SegEarth-OV does). Results are cached in memory per model, so segmenting again with the same
-vocabulary costs no text-encoder passes.
+vocabulary costs no text-encoder passes, and, given a store (``engine.clip.text_store``), on disk, so
+a new engine process does not encode a known vocabulary again either.
 """
 
 from __future__ import annotations
@@ -91,12 +92,14 @@ def encode_queries(
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    store=None,
 ) -> torch.Tensor:
     """Template-ensembled, L2-normalised text embeddings, shape (Q, D), on ``device`` in ``dtype``.
 
     ``model`` is an open_clip CLIP (``encode_text``) already on ``device``; ``tokenizer`` maps a list of
     strings to a (N, context) LongTensor. Only queries missing from the cache are encoded, all their
-    sentences batched together.
+    sentences batched together. ``store`` (a ``TextEmbeddingStore``): looked up before encoding, and
+    given what was encoded.
     """
     if not queries:
         raise ValueError("encode_queries needs at least one query")
@@ -105,6 +108,17 @@ def encode_queries(
     per_model = _cache.setdefault(model, {})
     key_of = {query: (query, template_key, str(device), dtype) for query in queries}
     missing = list(dict.fromkeys(query for query in queries if key_of[query] not in per_model))
+    stored_keys = {}
+    if missing and store is not None:
+        from engine.clip.text_store import text_tower_fingerprint
+
+        fingerprint = text_tower_fingerprint(model)
+        stored_keys = {q: store.key(fingerprint, q, template_key, device, dtype) for q in missing}
+        for query in list(missing):
+            embedding = store.load(stored_keys[query])
+            if embedding is not None:
+                per_model[key_of[query]] = embedding
+                missing.remove(query)
     if missing:
         sentences = [template.format(query) for query in missing for template in template_key]
         embeddings = _encode_sentences(model, tokenizer, sentences, device, dtype)
@@ -112,4 +126,6 @@ def encode_queries(
         embeddings = F.normalize(embeddings, dim=-1).cpu()
         for query, embedding in zip(missing, embeddings):
             per_model[key_of[query]] = embedding
+            if store is not None:
+                store.save(stored_keys[query], embedding)
     return torch.stack([per_model[key_of[query]] for query in queries]).to(device=device, dtype=dtype)

@@ -54,11 +54,18 @@ class TextQueryMethod:
 
     def set_queries(self, queries: list[str]) -> None:
         from engine.clip.text import encode_queries
+        from engine.clip.text_store import default_text_store
         from engine.errors import UserError
 
         if not queries:
             raise UserError("the vocabulary is empty: give at least one class name")
         self.queries = list(queries)
         self.query_features = encode_queries(
-            self.model, self.tokenizer, self.queries, self.templates, device=self.device, dtype=torch.float32
+            self.model,
+            self.tokenizer,
+            self.queries,
+            self.templates,
+            device=self.device,
+            dtype=torch.float32,
+            store=default_text_store(),
         )

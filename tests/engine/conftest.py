@@ -1,5 +1,7 @@
 """Shared fixtures for the engine tests (which run without QGIS)."""
 
+import os
+
 import pytest
 import torch
 
@@ -12,3 +14,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def text_embeddings_in_a_temporary_folder(tmp_path_factory):
+    """The engine keeps text embeddings on disk (engine.clip.text_store): tests, and the workers they
+    start, use a folder of their own, never the user's."""
+    previous = os.environ.get("RS_OVSEG_TEXT_CACHE")
+    os.environ["RS_OVSEG_TEXT_CACHE"] = str(tmp_path_factory.mktemp("text-embeddings"))
+    yield
+    if previous is None:
+        os.environ.pop("RS_OVSEG_TEXT_CACHE", None)
+    else:
+        os.environ["RS_OVSEG_TEXT_CACHE"] = previous

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import pytest
 from qgis.PyQt.QtCore import QCoreApplication, QEvent
@@ -71,3 +72,16 @@ def clean_up_before_qgis_exits(qgis_app):
 @pytest.fixture
 def recording_iface(qgis_iface):
     return RecordingIface(qgis_iface)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def text_embeddings_in_a_temporary_folder(tmp_path_factory):
+    """The engine keeps text embeddings on disk (engine.clip.text_store): tests, and the workers they
+    start, use a folder of their own, never the user's."""
+    previous = os.environ.get("RS_OVSEG_TEXT_CACHE")
+    os.environ["RS_OVSEG_TEXT_CACHE"] = str(tmp_path_factory.mktemp("text-embeddings"))
+    yield
+    if previous is None:
+        os.environ.pop("RS_OVSEG_TEXT_CACHE", None)
+    else:
+        os.environ["RS_OVSEG_TEXT_CACHE"] = previous
