@@ -15,6 +15,8 @@ position per point in every attention. :class:`FastMaskDecoder` gives the same o
   multiply-adds. Any other module is called as it is, so a swapped-in kernel still takes effect.
 - After the final attention only the IoU token and the mask tokens asked for are read (3 of 4 with
   multimask output, 1 without), so only they attend.
+- Image-to-token attention returns the residual sum (image + attention output) directly: on the CPU
+  oneDNN adds the residual in the product's epilogue, which saves a pass over the image-sized tensors.
 - On the CPU in float32 every per-point product with the image side goes through oneDNN
   (engine.onednn_linear): batched products with 56-row operands run at ~100 GFLOP/s through MKL on AMD
   processors, these at ~250. Scores are computed token-major (heads·tokens, N), so softmaxes run over
@@ -25,6 +27,8 @@ Anything else (several embeddings, differing dense prompts, unfamiliar modules) 
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +87,29 @@ def _image_product(image: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor |
     return torch.ops.mkldnn._linear_pointwise(image, rows, bias, "none", [], "")
 
 
+@functools.cache
+def _residual_epilogue_available() -> bool:
+    """True if oneDNN's linear takes a binary post-op here and adds ``other`` as expected."""
+    op = getattr(torch.ops.mkldnn._linear_pointwise, "binary", None)
+    if op is None:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x, w, b, other = (torch.randn(shape, generator=generator) for shape in ((5, 3), (4, 3), (4,), (5, 4)))
+    try:
+        with torch.no_grad():
+            got = op(x, other, w, b, "add")
+    except RuntimeError:
+        return False
+    return torch.allclose(got, x @ w.T + b + other, rtol=1e-5, atol=1e-5)
+
+
+def _image_product_plus(image: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor):
+    """``residual`` (N, R) + image (N, C) @ rows (R, C)ᵀ + bias, the sum done in oneDNN's epilogue."""
+    if _residual_epilogue_available():
+        return torch.ops.mkldnn._linear_pointwise.binary(image, residual.contiguous(), rows, bias, "add")
+    return _image_product(image, rows, bias).add_(residual)
+
+
 def _tokens_to_image(attn: Attention, queries: torch.Tensor, keys_pe: torch.Tensor, keys: torch.Tensor):
     """(b, T, C) tokens attending to each point's own (b, N, C) image."""
     heads, q = attn.num_heads, attn.q_proj(queries)
@@ -104,9 +131,11 @@ def _tokens_to_image(attn: Attention, queries: torch.Tensor, keys_pe: torch.Tens
     return attn.out_proj(out.transpose(2, 3).flatten(2))
 
 
-def _image_to_tokens(attn: Attention, image: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, shared):
-    """The image attending to (b, T, C) tokens: ``image`` is each point's own (b, N, C), or when
-    ``shared`` the (1, N, C') queries projected once for all points."""
+def _image_to_tokens(
+    attn: Attention, image: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, shared, residual
+):
+    """``residual`` (b or 1, N, C) plus the image attending to (b, T, C) tokens: ``image`` is each
+    point's own (b, N, C), or when ``shared`` the (1, N, C') queries projected once for all points."""
     heads = attn.num_heads
     k = _block_diagonal(attn.k_proj(keys), heads)  # (b, H·T, C')
     b, rows, width = k.shape
@@ -114,7 +143,8 @@ def _image_to_tokens(attn: Attention, image: torch.Tensor, keys: torch.Tensor, v
     value_rows = attn.out_proj(_block_diagonal(attn.v_proj(values), heads))  # V_h W_h^T + bias per (h, t)
     out_bias = attn.out_proj(k.new_zeros(1, width))
     if onednn_route_applies(image, k, None) and (shared or _is_plain_linear(attn.q_proj)):
-        return _image_to_tokens_onednn(attn, image, k, value_rows, out_bias[0] * (1 - heads), shared)
+        shift = out_bias[0] * (1 - heads)
+        return _image_to_tokens_onednn(attn, image, k, value_rows, shift, shared, residual)
     if shared:  # scores as (b, H·T, N), here one plain matrix product
         scores = k @ image[0].T
     elif _is_plain_linear(attn.q_proj):  # fold q_proj into the keys
@@ -123,13 +153,16 @@ def _image_to_tokens(attn: Attention, image: torch.Tensor, keys: torch.Tensor, v
     else:
         scores = torch.bmm(k, attn.q_proj(image).transpose(1, 2))
     probs = scores.view(b, heads, rows // heads, -1).softmax(dim=2).view(b, rows, -1)
-    return torch.baddbmm(out_bias, probs.transpose(1, 2), value_rows, beta=1 - heads)
+    return torch.baddbmm(residual + (1 - heads) * out_bias, probs.transpose(1, 2), value_rows)
 
 
-def _image_to_tokens_onednn(attn: Attention, image, k, value_rows, shift, shared: bool) -> torch.Tensor:
+def _image_to_tokens_onednn(
+    attn: Attention, image, k, value_rows, shift, shared: bool, residual
+) -> torch.Tensor:
     """``_image_to_tokens`` with every image-sized product through oneDNN, one point at a time so that
     its scores stay in cache. Scores come token-major (H·T, N), where the softmax over a head's T tokens
-    runs along N (over a last dimension of 7 it is ~10x slower); ``shift`` is the summed out_proj bias."""
+    runs along N (over a last dimension of 7 it is ~10x slower); ``shift`` is the summed out_proj bias.
+    The residual is added by the last product's epilogue when this PyTorch has that op."""
     b, rows, width = k.shape
     heads = attn.num_heads
     if shared:  # one product for all points' keys
@@ -144,7 +177,8 @@ def _image_to_tokens_onednn(attn: Attention, image, k, value_rows, shift, shared
         else:
             scores = _image_product(folded_w[i], image[i]).add_(folded_b[i].unsqueeze(1))
         probs = scores.view(heads, rows // heads, -1).softmax(dim=1).view(rows, -1)
-        out.append(_image_product(probs.t(), value_cols[i], shift))
+        point_residual = residual[i if residual.shape[0] > 1 else 0]
+        out.append(_image_product_plus(probs.t(), value_cols[i], shift, point_residual))
     return torch.stack(out)
 
 
@@ -218,8 +252,8 @@ class FastMaskDecoder(nn.Module):
         update = _tokens_to_shared_image(first.cross_attn_token_to_image, queries + tokens, *shared[:2])
         queries = first.norm2(queries + update)
         queries = first.norm3(queries + first.mlp(queries))
-        update = _image_to_tokens(first.cross_attn_image_to_token, shared[2], queries + tokens, queries, True)
-        keys = first.norm4(image + update)
+        attn = first.cross_attn_image_to_token
+        keys = first.norm4(_image_to_tokens(attn, shared[2], queries + tokens, queries, True, residual=image))
         for block in rest:
             q = queries + tokens
             queries = block.norm1(queries + block.self_attn(q=q, k=q, v=queries))
@@ -228,7 +262,9 @@ class FastMaskDecoder(nn.Module):
             queries = block.norm2(queries + update)
             queries = block.norm3(queries + block.mlp(queries))
             attn = block.cross_attn_image_to_token
-            keys = block.norm4(keys + _image_to_tokens(attn, keys_pe, queries + tokens, queries, False))
+            keys = block.norm4(
+                _image_to_tokens(attn, keys_pe, queries + tokens, queries, False, residual=keys)
+            )
         # Tokens attend independently, and only the IoU token and the picked mask tokens are read after it.
         read = [0, *(1 + i for i in range(self.num_mask_tokens)[picked])]
         queries, tokens = queries[:, read], tokens[:, read]

@@ -202,18 +202,40 @@ def test_onednn_linears_keep_the_folded_products(monkeypatch, one_thread):
         expected = sam.mask_decoder(embedding, pe, sparse, dense, True)
     use_onednn_linears(sam)
     decoder = FastMaskDecoder(sam.mask_decoder)
-    products = []
+    products, residual_products = [], []
+    plus = fast_decoder._image_product_plus
     monkeypatch.setattr(fast_decoder, "_image_product", lambda *a: products.append(a) or _image_product(*a))
+    monkeypatch.setattr(
+        fast_decoder, "_image_product_plus", lambda *a: residual_products.append(a) or plus(*a)
+    )
+    monkeypatch.setattr(fast_decoder, "_residual_epilogue_available", lambda: True)
     with torch.inference_mode():
         _forbid_upstream(monkeypatch, decoder)
         actual = decoder(embedding, pe, sparse, dense, True)
     _assert_close(expected, actual)
     # One product for the first block's shared image-to-token scores (all points' 8 heads x 7 tokens),
-    # then per point: the first block's image-to-token output, two per later token-to-image attention
-    # (folded: unfolded ones take the attention kernel instead), two per later image-to-token attention.
+    # then per point: two per later token-to-image attention (folded: unfolded ones take the attention
+    # kernel instead), one for the scores of each later image-to-token attention; and the output of every
+    # image-to-token attention with its residual added in the product's epilogue.
     later_blocks = len(sam.mask_decoder.transformer.layers) - 1
     assert products[0][0].shape[0] == 3 * 8 * 7
-    assert len(products) == 1 + 3 * (1 + 2 * later_blocks + 2 + 2 * later_blocks)
+    assert len(products) == 1 + 3 * (2 * later_blocks + 2 + later_blocks)
+    assert len(residual_products) == 3 * (1 + later_blocks)
     # The final attention (the last two products per point) runs only for the IoU token and the 3 mask
     # tokens that multimask output reads, 8 heads each: not for the fourth, single-mask token.
     assert [args[0].shape[0] for args in products[-6::2]] == [4 * 8] * 3
+
+
+def test_residual_epilogue_matches_a_separate_add(monkeypatch, one_thread):
+    """The image-to-token output with its residual added by oneDNN's epilogue equals the product plus a
+    separate add (the route taken where this PyTorch lacks the binary post-op)."""
+    sam = _random_sam(5)
+    embedding, pe, sparse, dense = _inputs(sam, 4, seed=3)
+    use_onednn_linears(sam)
+    decoder = FastMaskDecoder(sam.mask_decoder)
+    outputs = {}
+    for fused in (True, False):
+        monkeypatch.setattr(fast_decoder, "_residual_epilogue_available", lambda fused=fused: fused)
+        with torch.inference_mode():
+            outputs[fused] = decoder(embedding, pe, sparse, dense, True)
+    _assert_close(outputs[False], outputs[True])
