@@ -36,22 +36,35 @@ if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
     register_flop_formula(torch.ops.mkldnn._linear_pointwise)(_count_linear_flops)
 
 
+def _agrees_on_small_case(compute) -> bool:
+    """True if ``compute(x, weight, bias, other)`` equals ``x @ weight.T + bias + other`` on a small case,
+    False where oneDNN or the op is missing from this build or unusable on this CPU."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x, weight, bias, other = (torch.randn(s, generator=generator) for s in ((5, 7), (3, 7), (3,), (5, 3)))
+    try:
+        with torch.no_grad():
+            got = compute(x, weight, bias, other)
+    except (AttributeError, RuntimeError):
+        return False
+    return torch.allclose(got, F.linear(x, weight, bias) + other, rtol=1e-4, atol=1e-5)
+
+
 @functools.cache
 def onednn_linear_available() -> bool:
     """True if this PyTorch build has oneDNN's linear op and it agrees with ``F.linear`` on a small case."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        op = torch.ops.mkldnn._linear_pointwise
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(5, 7, generator=generator)
-        weight = torch.randn(3, 7, generator=generator)
-        bias = torch.randn(3, generator=generator)
-        with torch.no_grad():
-            got = op(x, weight, bias, "none", [], "")
-        return torch.allclose(got, F.linear(x, weight, bias), rtol=1e-4, atol=1e-5)
-    except (AttributeError, RuntimeError):  # op missing from this build, or unusable on this CPU
-        return False
+    return _agrees_on_small_case(
+        lambda x, w, b, other: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "") + other
+    )
+
+
+@functools.cache
+def onednn_residual_linear_available() -> bool:
+    """True if oneDNN's linear takes an "add" post-op here (the residual summed in the product's epilogue)."""
+    return _agrees_on_small_case(
+        lambda x, w, b, other: torch.ops.mkldnn._linear_pointwise.binary(x, other, w, b, "add")
+    )
 
 
 def onednn_route_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:

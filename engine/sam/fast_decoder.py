@@ -28,8 +28,6 @@ Anything else (several embeddings, differing dense prompts, unfamiliar modules) 
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
@@ -37,7 +35,7 @@ from segment_anything.modeling.mask_decoder import MaskDecoder
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 from torch import nn
 
-from engine.onednn_linear import OneDnnLinear, onednn_route_applies
+from engine.onednn_linear import OneDnnLinear, onednn_residual_linear_available, onednn_route_applies
 
 # Shared with the upstream decoder under the same names, so parameters and state-dict keys are the same.
 _SHARED_MODULES = (
@@ -87,25 +85,9 @@ def _image_product(image: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor |
     return torch.ops.mkldnn._linear_pointwise(image, rows, bias, "none", [], "")
 
 
-@functools.cache
-def _residual_epilogue_available() -> bool:
-    """True if oneDNN's linear takes a binary post-op here and adds ``other`` as expected."""
-    op = getattr(torch.ops.mkldnn._linear_pointwise, "binary", None)
-    if op is None:
-        return False
-    generator = torch.Generator().manual_seed(0)
-    x, w, b, other = (torch.randn(shape, generator=generator) for shape in ((5, 3), (4, 3), (4,), (5, 4)))
-    try:
-        with torch.no_grad():
-            got = op(x, other, w, b, "add")
-    except RuntimeError:
-        return False
-    return torch.allclose(got, x @ w.T + b + other, rtol=1e-5, atol=1e-5)
-
-
 def _image_product_plus(image: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor):
     """``residual`` (N, R) + image (N, C) @ rows (R, C)ᵀ + bias, the sum done in oneDNN's epilogue."""
-    if _residual_epilogue_available():
+    if onednn_residual_linear_available():
         return torch.ops.mkldnn._linear_pointwise.binary(image, residual.contiguous(), rows, bias, "add")
     return _image_product(image, rows, bias).add_(residual)
 
@@ -170,6 +152,7 @@ def _image_to_tokens_onednn(
     else:  # fold q_proj into each point's keys
         folded_w, folded_b = k @ attn.q_proj.weight, k @ attn.q_proj.bias
     value_cols = value_rows.transpose(1, 2).contiguous()  # (b, C, H·T)
+    residual = residual.expand(b, -1, -1)  # shared by all points in the first block
     out = []
     for i in range(b):
         if shared:
@@ -177,8 +160,7 @@ def _image_to_tokens_onednn(
         else:
             scores = _image_product(folded_w[i], image[i]).add_(folded_b[i].unsqueeze(1))
         probs = scores.view(heads, rows // heads, -1).softmax(dim=1).view(rows, -1)
-        point_residual = residual[i if residual.shape[0] > 1 else 0]
-        out.append(_image_product_plus(probs.t(), value_cols[i], shift, point_residual))
+        out.append(_image_product_plus(probs.t(), value_cols[i], shift, residual[i]))
     return torch.stack(out)
 
 

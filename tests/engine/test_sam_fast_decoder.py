@@ -208,7 +208,7 @@ def test_onednn_linears_keep_the_folded_products(monkeypatch, one_thread):
     monkeypatch.setattr(
         fast_decoder, "_image_product_plus", lambda *a: residual_products.append(a) or plus(*a)
     )
-    monkeypatch.setattr(fast_decoder, "_residual_epilogue_available", lambda: True)
+    monkeypatch.setattr(fast_decoder, "onednn_residual_linear_available", lambda: True)
     with torch.inference_mode():
         _forbid_upstream(monkeypatch, decoder)
         actual = decoder(embedding, pe, sparse, dense, True)
@@ -235,7 +235,7 @@ def test_residual_epilogue_matches_a_separate_add(monkeypatch, one_thread):
     decoder = FastMaskDecoder(sam.mask_decoder)
     outputs = {}
     for fused in (True, False):
-        monkeypatch.setattr(fast_decoder, "_residual_epilogue_available", lambda fused=fused: fused)
+        monkeypatch.setattr(fast_decoder, "onednn_residual_linear_available", lambda fused=fused: fused)
         with torch.inference_mode():
             outputs[fused] = decoder(embedding, pe, sparse, dense, True)
     _assert_close(outputs[False], outputs[True])
