@@ -45,7 +45,7 @@ def _candidate_products(a: torch.Tensor, b: torch.Tensor) -> dict[str, object]:
     """The product kernels this build can use for a @ bᵀ-sized work: torch.mm always, plus oneDNN's
     linear for CPU float32 (the engine's own route there; MKL's AVX2 path runs at ~half speed on AMD)."""
     products = {"torch.mm": lambda out: torch.mm(a, b, out=out)}
-    from engine.onednn_linear import onednn_linear, onednn_linear_available
+    from engine.runtime.onednn_linear import onednn_linear, onednn_linear_available
 
     if a.device.type == "cpu" and a.dtype == torch.float32 and onednn_linear_available():
         products["onednn-linear"] = lambda out: onednn_linear(a, b, None)

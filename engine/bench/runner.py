@@ -20,12 +20,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from engine.allocator import keep_freed_memory, release_free_memory
 from engine.bench import flops as fl
 from engine.bench.cases import BenchCase
 from engine.bench.run_peak import RunPeaks, high_water_mark_bytes
-from engine.float_env import flush_denormals
-from engine.tiling import used_crop_indices
+from engine.pipeline.tiling import used_crop_indices
+from engine.runtime.allocator import keep_freed_memory, release_free_memory
+from engine.runtime.float_env import flush_denormals
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def segment_options(case: BenchCase, input_path: Path, out: Path) -> dict:
 
 
 def crop_shapes(plan) -> Counter:
-    """(height, width) → number of crops of ``engine.tiling.TilePlan`` that some tile uses, each counted
+    """(height, width) → number of crops of ``pipeline.tiling.TilePlan`` that some tile uses, each counted
     once: the pipeline evaluates a crop shared by neighbouring tiles once and keeps its logits."""
     rows, cols = used_crop_indices(plan.rows), used_crop_indices(plan.cols)
     shapes: Counter = Counter()
@@ -268,7 +268,7 @@ def run_case(
 
 def main(argv: list[str] | None = None) -> int:
     """Subprocess entry: ``CASE.json RESULT.json INPUT [LABELS_COPY [WARMUP_INPUT]]``."""
-    keep_freed_memory()  # as the engine's commands do (engine.allocator, engine.float_env)
+    keep_freed_memory()  # as the engine's commands do (engine.runtime.allocator, engine.runtime.float_env)
     flush_denormals()
     argv = sys.argv[1:] if argv is None else argv
     case = BenchCase.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))

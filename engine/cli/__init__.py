@@ -11,9 +11,9 @@ import importlib
 import sys
 
 from engine import __version__
-from engine.allocator import keep_freed_memory
 from engine.errors import UserError
-from engine.float_env import flush_denormals
+from engine.runtime.allocator import keep_freed_memory
+from engine.runtime.float_env import flush_denormals
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     chosen = chosen if chosen in COMMANDS else None
     args = build_parser(chosen).parse_args(argv)
-    keep_freed_memory()  # before any model exists: large tensors then reuse heap pages (engine.allocator)
+    keep_freed_memory()  # before any model exists: large tensors then reuse heap pages (runtime.allocator)
     if args.command in COMPUTING_COMMANDS:
-        flush_denormals()  # before PyTorch starts its threads, which inherit it (engine.float_env)
+        flush_denormals()  # before PyTorch starts its threads, which inherit it (engine.runtime.float_env)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from engine.bench.peak import measure_matmul_peak
-    from engine.methods.registry import torch_dtype
+    from engine.runtime.precision import torch_dtype
 
     devices = _devices(args.device)
     cases = default_suite(devices, quick=args.quick, repeats=args.repeats, peak_seconds=args.peak_seconds)

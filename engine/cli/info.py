@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.diagnostics import engine_report
+    from engine.cli.diagnostics import engine_report
 
     report = engine_report()
     if args.json:

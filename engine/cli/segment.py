@@ -173,7 +173,7 @@ def resolve_options(raw: Mapping) -> dict:
 
 def segment_request(options: dict):
     """The pipeline's SegmentRequest from resolved options (shared by segment and the worker's estimate)."""
-    from engine.pipeline import SegmentRequest
+    from engine.pipeline.segment import SegmentRequest
 
     bands = options["bands"]
     return SegmentRequest(
@@ -202,14 +202,14 @@ def vocabulary_of(options: dict):
 
 def prepare_job(raw: Mapping) -> Job:
     """Validate a request fully (vocabulary, raster, bands, bbox, GSD, outputs) before any model loads."""
-    from engine.device import resolve_device
     from engine.methods.registry import (
         METHODS,
         MethodOptions,
         default_crop_geometry,
         random_weights_requested,
     )
-    from engine.pipeline import PipelineSettings, prepare
+    from engine.pipeline.segment import PipelineSettings, prepare
+    from engine.runtime.device import resolve_device
 
     options = resolve_options(raw)
     vocabulary = vocabulary_of(options)
@@ -290,7 +290,7 @@ def parse_parameter_sets(value) -> list[dict]:
 
 
 def pipeline_settings(options: Mapping, settings_type=None):
-    from engine.pipeline import PipelineSettings
+    from engine.pipeline.segment import PipelineSettings
 
     settings_type = settings_type or PipelineSettings
     extra = {}
@@ -305,10 +305,10 @@ def pipeline_settings(options: Mapping, settings_type=None):
 
 def run_segment(raw: Mapping, *, models=None, progress=None, cancel=None, job: Job | None = None):
     """Validate, load the method (through ``models``, a ModelCache), segment. Returns a SegmentResult."""
-    from engine.device import configure_determinism
     from engine.methods.registry import RANDOM_WEIGHTS_WARNING, ModelCache, create_method
-    from engine.pipeline import segment
-    from engine.progress import ProgressEvent, ignore_progress
+    from engine.pipeline.progress import ProgressEvent, ignore_progress
+    from engine.pipeline.segment import segment
+    from engine.runtime.device import configure_determinism
 
     progress = progress or ignore_progress
     progress(ProgressEvent(0.0, "open", "checking the request"))
@@ -341,7 +341,7 @@ def run_segment(raw: Mapping, *, models=None, progress=None, cancel=None, job: J
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.progress import CancelToken, TerminalProgressBar, ignore_progress
+    from engine.pipeline.progress import CancelToken, TerminalProgressBar, ignore_progress
 
     # The engine's warnings (random weights, no georeferencing, ...) always reach the user's terminal.
     handler = logging.StreamHandler(sys.stderr)

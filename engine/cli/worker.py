@@ -22,7 +22,7 @@ Events
 
 Requests run one at a time in arrival order; stdin is read on a thread so a cancel arrives mid-run.
 Loaded models stay cached between requests (keyed by CLIP/upsampler spec, seed, device, dtype). The
-heap keeps a run's peak (engine.allocator) until the worker has been idle for ``IDLE_TRIM_SECONDS``:
+heap keeps a run's peak (engine.runtime.allocator) until the worker has been idle for ``IDLE_TRIM_SECONDS``:
 back-to-back runs reuse its pages instead of faulting them in again, an idle worker holds no more than
 it needs.
 """
@@ -39,9 +39,9 @@ import threading
 import traceback
 from typing import TextIO
 
-from engine.allocator import release_free_memory
-from engine.diagnostics import engine_report
+from engine.cli.diagnostics import engine_report
 from engine.errors import Cancelled, UserError
+from engine.runtime.allocator import release_free_memory
 
 log = logging.getLogger("engine.worker")
 
@@ -103,7 +103,7 @@ class Worker:
         self.log_handler = EventLogHandler(channel)
 
     def token_for(self, request_id: str):
-        from engine.progress import CancelToken
+        from engine.pipeline.progress import CancelToken
 
         with self.tokens_lock:
             return self.tokens.setdefault(request_id, CancelToken())
@@ -195,7 +195,7 @@ class Worker:
     def estimate(self, args: dict) -> dict:
         from engine.cli.segment import pipeline_settings, resolve_options, segment_request, vocabulary_of
         from engine.methods.registry import default_crop_geometry
-        from engine.pipeline import estimate
+        from engine.pipeline.segment import estimate
 
         options = resolve_options(args)
         crop_size, crop_stride = default_crop_geometry(options["method"])
@@ -208,7 +208,7 @@ class Worker:
 
     def segment(self, key: str | None, args: dict) -> dict:
         from engine.cli.segment import run_segment
-        from engine.progress import CancelToken
+        from engine.pipeline.progress import CancelToken
 
         token = self.token_for(key) if key is not None else CancelToken()
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import UserError
-from engine.onednn_linear import linear
+from engine.runtime.onednn_linear import linear
 
 #: NACLIP's Gaussian neighbourhood standard deviation, in patches.
 NACLIP_GAUSSIAN_STD = 1.0

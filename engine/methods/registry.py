@@ -21,7 +21,6 @@ RANDOM_WEIGHTS_WARNING = (
     "RANDOM WEIGHTS: the models are built with seeded random weights (--random-weights or "
     f"{RANDOM_WEIGHTS_ENV}=1). The output is MEANINGLESS; use this only for tests and benchmarks."
 )
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def random_weights_requested(flag: bool) -> bool:
@@ -47,24 +46,6 @@ class MethodOptions:
         return asdict(self)
 
 
-def torch_dtype(name: str, device: str = "cpu"):
-    """The torch dtype for a --dtype name; "auto" picks by device (engine.precision.choose_dtype)."""
-    from engine.precision import AUTO, resolve_dtype
-
-    if name not in (AUTO, *DTYPES):
-        raise UserError(f"unknown --dtype {name!r}: use one of {AUTO}, {', '.join(DTYPES)}")
-    return resolve_dtype(name, device)
-
-
-def _loading_module():
-    """C's ``engine.models.loading`` when present (registry names, files, checksums), else None."""
-    try:
-        from engine.models import loading
-    except ImportError:
-        return None
-    return loading
-
-
 class ModelCache:
     """Loaded CLIP models and upsamplers, keyed by everything that changes them."""
 
@@ -76,36 +57,19 @@ class ModelCache:
         """(model, tokenizer, info) for ``spec``."""
         key = (spec, random_weights, seed, device, dtype)
         if key not in self._clip:
-            loading = _loading_module()
-            if loading is not None and hasattr(loading, "load_clip_model"):
-                architecture = None
-                if random_weights and spec:
-                    from engine.models.architectures import known_architectures
+            from engine.models.architectures import known_architectures
+            from engine.models.loading import load_clip_model
 
-                    architecture = spec if spec in known_architectures() else None
-                model, tokenizer, info = loading.load_clip_model(
-                    None if architecture else spec,
-                    architecture=architecture,
-                    random_weights=random_weights,
-                    seed=seed,
-                )
-            elif random_weights:
-                from engine.models.architectures import create_clip, tokenizer_for
-
-                architecture = spec or "ViT-B-16"
-                model, tokenizer = create_clip(architecture, seed=seed), tokenizer_for(architecture)
-                info = {
-                    "name": architecture,
-                    "architecture": architecture,
-                    "weights": f"random (seed {seed})",
-                }
-            else:
-                raise UserError(
-                    "no model loader is available in this engine build; pass --random-weights for a test run"
-                )
+            architecture = spec if random_weights and spec in known_architectures() else None
+            model, tokenizer, info = load_clip_model(
+                None if architecture else spec,
+                architecture=architecture,
+                random_weights=random_weights,
+                seed=seed,
+            )
             # fp32 products on CPU through oneDNN (MKL's AVX2 path on AMD runs at ~half the peak);
             # every other device/dtype takes the modules' usual path, decided per call.
-            from engine.onednn_linear import use_onednn_linears
+            from engine.runtime.onednn_linear import use_onednn_linears
 
             use_onednn_linears(model)
             self._clip[key] = (model, tokenizer, dict(info))
@@ -117,12 +81,9 @@ class ModelCache:
             return None, {"name": "none", "upsampler": "bilinear (--upsampler none)"}
         key = (spec, random_weights, seed, device, dtype)
         if key not in self._upsampler:
-            loading = _loading_module()
-            if loading is not None and hasattr(loading, "load_upsampler_model"):
-                module, info = loading.load_upsampler_model(spec, random_weights=random_weights, seed=seed)
-            else:
-                log.warning("no upsampler loader in this engine build: falling back to bilinear upsampling")
-                module, info = None, {"name": "none", "upsampler": "bilinear (no loader available)"}
+            from engine.models.loading import load_upsampler_model
+
+            module, info = load_upsampler_model(spec, random_weights=random_weights, seed=seed)
             self._upsampler[key] = (module, dict(info))
         return self._upsampler[key]
 
@@ -133,6 +94,7 @@ class ModelCache:
 
 def _segearth_ov(options: MethodOptions, models: ModelCache):
     from engine.methods.segearth_ov import SegEarthOV, SegEarthOVSettings
+    from engine.runtime.precision import torch_dtype
 
     common = dict(
         random_weights=options.random_weights, seed=options.seed, device=options.device, dtype=options.dtype

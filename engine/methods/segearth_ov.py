@@ -21,7 +21,7 @@ from engine.clip.dense import DenseClip, remove_padding
 from engine.clip.templates import resolve_templates
 from engine.errors import UserError
 from engine.methods.base import TextQueryMethod
-from engine.precision import resolve_dtype
+from engine.runtime.precision import resolve_dtype
 from engine.upsamplers.cosine import upsampled_cosine_logits
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,10 @@ class SegEarthOV(TextQueryMethod):
     ``model``: open_clip CLIP (ViT); ``tokenizer``: its tokenizer; ``upsampler``: a module mapping
     (B, D, gh, gw) features and (B, 3, H, W) guidance to (B, D, gh·s, gw·s) (SimFeatUp: s = 16), or None
     for bilinear logits. ``dtype``: the backbone's dtype, a torch dtype or a name ("float32", "bfloat16",
-    "float16", or "auto": ``engine.precision.choose_dtype``, bfloat16 where the device has fast bf16 matrix
-    units); the model and upsampler are moved to ``device`` in place (the upsampler keeps float32 weights
-    and runs its large products in ``dtype``, see ``engine.upsamplers.cosine.upsampled_cosine_logits``).
+    "float16", or "auto": ``engine.runtime.precision.choose_dtype``, bfloat16 where the device has
+    fast bf16 matrix units); the model and upsampler are moved to ``device`` in place (the upsampler keeps
+    float32 weights and runs its large products in ``dtype``, see
+    ``engine.upsamplers.cosine.upsampled_cosine_logits``).
     """
 
     name = "segearth-ov"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.pipeline.tiling import AxisSampling, resample_bilinear, working_sampling
 from engine.raster.grid import OutputGrid, WorkingGrid
 from engine.raster.reader import RasterSource
 from engine.raster.stretch import Stretch
-from engine.tiling import AxisSampling, resample_bilinear, working_sampling
 
 # Working rows resampled per source read (bounds the read buffer).
 ROWS_PER_STRIP = 128

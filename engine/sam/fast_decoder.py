@@ -18,7 +18,7 @@ position per point in every attention. :class:`FastMaskDecoder` gives the same o
 - Image-to-token attention returns the residual sum (image + attention output) directly: on the CPU
   oneDNN adds the residual in the product's epilogue, which saves a pass over the image-sized tensors.
 - On the CPU in float32 every per-point product with the image side goes through oneDNN
-  (engine.onednn_linear): batched products with 56-row operands run at ~100 GFLOP/s through MKL on AMD
+  (engine.runtime.onednn_linear): batched products with 56-row operands run at ~100 GFLOP/s through MKL on AMD
   processors, these at ~250. Scores are computed token-major (heads·tokens, N), so softmaxes run over
   contiguous image positions, and the value products read the transposed operand in place: no
   transposing copies (together 10-25 % off a decode in interleaved runs).
@@ -35,7 +35,7 @@ from segment_anything.modeling.mask_decoder import MaskDecoder
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 from torch import nn
 
-from engine.onednn_linear import OneDnnLinear, onednn_residual_linear_available, onednn_route_applies
+from engine.runtime.onednn_linear import OneDnnLinear, onednn_residual_linear_available, onednn_route_applies
 
 # Shared with the upstream decoder under the same names, so parameters and state-dict keys are the same.
 _SHARED_MODULES = (

@@ -14,7 +14,7 @@ rounding. The projections stay the wrapped module's own (so a faster CPU linear 
 
 On CPU in float32 the global blocks go another way: PyTorch's fused CPU attention multiplies through MKL,
 which takes its AVX2 path on AMD processors (about 110 GFLOP/s here with the mask), so each head's two
-products go through oneDNN instead (engine.onednn_linear), one block of query rows at a time, with the
+products go through oneDNN instead (engine.runtime.onednn_linear), one block of query rows at a time, with the
 bias added and the softmax taken in between: about twice as fast on the 2-core AMD CPU.
 """
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, PatchEmbed, get_rel_pos
 from torch import nn
 
-from engine.onednn_linear import onednn_route_applies
+from engine.runtime.onednn_linear import onednn_route_applies
 
 #: Upper bound on one query block's bias (batch·heads × rows × N values): 128 MB of float32, reused from
 #: block to block (ViT-B global block: 12 heads × 682 rows × 4096 keys; larger blocks ran no faster).

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.mapped_arrays import mapped_copy
+from engine.runtime.mapped_arrays import mapped_copy
 
 #: Bytes of id maps kept in memory. An 896² SAM window with the 2 sets ViT-B/16's schedule uses is
 #: 1.6 MB as uint16 (6.4 MB as int32); a tile row of a raster 20 km wide at ~1.1 m has ~18 windows, and
@@ -96,7 +96,7 @@ class WindowMaskCache:
         if key in self._memory:
             self.bytes -= self._memory.pop(key).nbytes
         # Entries outlive many tiles' temporaries: on the heap each would pin the holes they leave and the
-        # heap would grow by hundreds of MB per tile (engine.mapped_arrays).
+        # heap would grow by hundreds of MB per tile (engine.runtime.mapped_arrays).
         kept = mapped_copy(maps)
         self._memory[key] = kept
         self.bytes += kept.nbytes

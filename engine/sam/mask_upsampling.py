@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.onednn_linear import linear
+from engine.runtime.onednn_linear import linear
 
 #: Output rows per block of the banded row product (64 output rows read about 20 low-resolution rows).
 ROWS_PER_BLOCK = 64

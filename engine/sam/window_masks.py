@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.mapped_arrays import mapped_zeros
+from engine.runtime.mapped_arrays import mapped_zeros
 from engine.sam.generator import WindowMaskGenerator
 from engine.sam.mask_cache import WindowMaskCache, settings_fingerprint, window_digest
 from engine.sam.parameter_sets import SamParameterSet
@@ -92,7 +92,7 @@ class SamWindowMasks:
         SAM windows are cut on the global ``sam_window_px`` grid (grid_splits), else split evenly."""
         started = time.perf_counter()
         height, width = window.shape[:2]
-        # Lives through the whole tile, past its CLIP temporaries: outside the heap (engine.mapped_arrays).
+        # Lives through the whole tile, past its CLIP temporaries: outside the heap (runtime.mapped_arrays).
         out = mapped_zeros((len(self.set_indices), height, width), np.int32)
         offsets = np.zeros(len(self.set_indices), dtype=np.int64)
         cached_seconds = self.cost.sam_seconds

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 #: for r = 5) while the GEMMs stay large enough to run at matrix-unit speed.
 TILE = 8
 #: Upper bound on the temporaries of one chunk of tile rows, in bytes. Small on purpose: under the
-#: kept heap (engine.allocator) 40-60 MB chunk temporaries found no hole to reuse and grew the heap,
+#: kept heap (engine.runtime.allocator) 40-60 MB chunk temporaries found no hole to reuse and grew the heap,
 #: so a 16x raster peaked 1.27x a tile's RSS; at 4 MB 1.14x, a tile 0.1-0.2 GB lower, no slower on CPU.
 #: (A GPU batch of many crops still makes each chunk large: one tile row is the minimum.)
 CHUNK_BYTES = 4 * 2**20

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.onednn_linear import linear  # oneDNN for CPU float32
+from engine.runtime.onednn_linear import linear  # oneDNN for CPU float32
 from engine.upsamplers.adaptive_conv import adaptive_conv_upsampled
 from engine.upsamplers.neighbour_similarity import neighbour_dot_products
 

@@ -1,4 +1,5 @@
-"""engine.allocator: a large block comes from the heap, not its own mapping, once applied (in a child)."""
+"""engine.runtime.allocator: a large block comes from the heap, not its own mapping, once applied
+(in a child)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import sys
 
 import pytest
 
-from engine.allocator import KEEP_FREED_MEMORY_ENV, _glibc
+from engine.runtime.allocator import KEEP_FREED_MEMORY_ENV, _glibc
 
 CHILD = r"""
 import ctypes
 import sys
 import numpy as np
-from engine.allocator import keep_freed_memory, release_free_memory
+from engine.runtime.allocator import keep_freed_memory, release_free_memory
 
 class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t counters
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -22,7 +23,7 @@ class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t count
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
-from engine.allocator import heap_policy
+from engine.runtime.allocator import heap_policy
 
 if sys.argv[1] == "keep":
     assert keep_freed_memory()

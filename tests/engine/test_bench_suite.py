@@ -213,7 +213,7 @@ def test_crop_flops_count_each_shared_crop_once():
     """A crop on a tile border is evaluated once and reused: counting it per tile inflated the FLOPs (and
     the MFU) of every multi-tile case."""
     from engine.bench.runner import crop_shapes, scale_to_evaluations
-    from engine.tiling import plan_tiles
+    from engine.pipeline.tiling import plan_tiles
 
     one_tile = plan_tiles(448, 448, 448, 448, 224, 112, 896, 4096)
     four_tiles = plan_tiles(1792, 1792, 1792, 1792, 224, 112, 896, 4096)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from test_pipeline import CROP, STRIDE, WindowMethod, random_image, read, run, write_raster
 
-from engine.pipeline import PipelineSettings, SegmentRequest, estimate, prepare
-from engine.tiling import crop_spans
+from engine.pipeline.segment import PipelineSettings, SegmentRequest, estimate, prepare
+from engine.pipeline.tiling import crop_spans
 
 
 class CountingMethod(WindowMethod):
@@ -130,7 +130,7 @@ def test_crops_past_the_memory_budget_are_parked_on_disk_and_read_back(tmp_path)
 
 def test_a_disk_that_refuses_the_spill_falls_back_to_evaluating_again(tmp_path, monkeypatch, caplog):
     """A full disk (or an unwritable folder) costs repeated work, never the run or its labels."""
-    from engine.spill_file import SpillFile
+    from engine.pipeline.spill_file import SpillFile
 
     def disk_full(self, array):
         raise OSError(28, "No space left on device")
@@ -153,7 +153,7 @@ def test_counted_evaluations_are_the_runs_whatever_the_budget(tmp_path):
     the crops evaluated again when the budget cannot hold them for the next tile row."""
     from test_pipeline import VOCAB
 
-    from engine.crop_logits import count_crop_evaluations
+    from engine.pipeline.crop_logits import count_crop_evaluations
 
     src = write_raster(tmp_path / "in.tif", random_image(90, 110, seed=5))
     queries = len(VOCAB.queries())

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     import torch
     flushed = False
     if sys.argv[1] == "flush":
-        from engine.float_env import flush_denormals
+        from engine.runtime.float_env import flush_denormals
         flushed = flush_denormals()
     torch.set_num_threads(2)
     torch.ones(1_000_000).sum()  # PyTorch's threads start here (or already did), after the switch

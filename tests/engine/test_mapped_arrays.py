@@ -4,7 +4,7 @@ import gc
 
 import numpy as np
 
-from engine.mapped_arrays import mapped_copy, mapped_zeros
+from engine.runtime.mapped_arrays import mapped_copy, mapped_zeros
 
 
 def _mapping_of(array: np.ndarray) -> str | None:

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     from osgeo import gdal
     gdal.SetCacheMax(8 * 2**20)  # GDAL's block cache is bounded explicitly, as in any long run
-    from engine.pipeline import PipelineSettings, SegmentRequest, prepare, segment
+    from engine.pipeline.segment import PipelineSettings, SegmentRequest, prepare, segment
     from engine.vocabulary import build_vocabulary
 
     class PixelMethod:

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from engine import onednn_linear
 from engine.models.architectures import TINY_VIT_16, create_clip, tokenizer_for
 from engine.models.sam_architectures import create_sam
-from engine.onednn_linear import (
+from engine.runtime import onednn_linear
+from engine.runtime.onednn_linear import (
     OneDnnLinear,
     OneDnnSelfAttention,
     onednn_linear_available,

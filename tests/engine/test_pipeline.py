@@ -15,8 +15,8 @@ from osgeo import gdal, osr
 from raster_files import write_raster
 
 from engine.errors import Cancelled
-from engine.pipeline import PipelineSettings, SegmentRequest, estimate, prepare, segment
-from engine.progress import CancelToken
+from engine.pipeline.progress import CancelToken
+from engine.pipeline.segment import PipelineSettings, SegmentRequest, estimate, prepare, segment
 from engine.raster.writer import category_names
 from engine.vocabulary import build_vocabulary
 

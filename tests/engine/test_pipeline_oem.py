@@ -9,7 +9,7 @@ import pytest
 from osgeo import gdal
 
 from engine.methods.registry import MethodOptions, create_method
-from engine.pipeline import PipelineSettings, SegmentRequest, prepare, segment
+from engine.pipeline.segment import PipelineSettings, SegmentRequest, prepare, segment
 from engine.vocabulary import build_vocabulary
 
 OEM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "oem_koeln_50.tif"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import precision
 from engine.errors import UserError
+from engine.runtime import precision
 
 
 def test_cpu_uses_bf16_only_with_matrix_units(monkeypatch):

@@ -9,7 +9,7 @@ from segment_anything.modeling.mask_decoder import MaskDecoder
 from torch import nn
 
 from engine.models.sam_architectures import create_sam
-from engine.onednn_linear import use_onednn_linears
+from engine.runtime.onednn_linear import use_onednn_linears
 from engine.sam import fast_decoder
 from engine.sam.fast_decoder import (
     FastMaskDecoder,

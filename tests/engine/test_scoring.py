@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from engine.scoring import class_probabilities, score
+from engine.pipeline.scoring import class_probabilities, score
 
 
 def slow_score(logits, query_to_class, thresholds, scale):

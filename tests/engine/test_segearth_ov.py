@@ -143,7 +143,7 @@ def test_batched_crops_equal_one_at_a_time(clip):
 
 @torch.no_grad()
 def test_dtype_names_and_auto(clip, monkeypatch):
-    from engine import precision
+    from engine.runtime import precision
 
     model, tokenizer = clip
     monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from engine.spill_file import EXTENT_ALIGNMENT, SpillFile
+from engine.pipeline.spill_file import EXTENT_ALIGNMENT, SpillFile
 
 
 def test_parked_arrays_come_back_bit_identical_in_any_order(tmp_path):

@@ -125,7 +125,7 @@ def test_the_default_folder_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_engine_info_names_the_folder(tmp_path, monkeypatch):
-    from engine.diagnostics import engine_report
+    from engine.cli.diagnostics import engine_report
 
     monkeypatch.setenv(TEXT_CACHE_ENV, str(tmp_path / "embeddings"))
     assert engine_report()["text_embeddings_cache"] == str(tmp_path / "embeddings")

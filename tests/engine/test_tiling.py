@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.tiling import (
+from engine.pipeline.tiling import (
     aligned_extent,
     bilinear_axis,
     crop_spans,

@@ -187,10 +187,10 @@ def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twi
     import functools
 
     import engine.cli.worker as worker_module
-    import engine.pipeline
+    import engine.pipeline.segment
     from engine.cli.segment import pipeline_settings, resolve_options, segment_request
-    from engine.crop_logits import count_crop_evaluations
-    from engine.pipeline import prepare
+    from engine.pipeline.crop_logits import count_crop_evaluations
+    from engine.pipeline.segment import prepare
 
     # 6000 working px wide with 60 queries: the logits kept for the next tile row exceed the memory
     # budget. By default the rest go to a temporary file (each window once); without that file the
@@ -200,8 +200,8 @@ def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twi
     served = worker_module.Worker(worker_module.Channel(io.StringIO()))
     spilled = served.estimate({"input": src, "gsd": 1.0, "classes": classes})
     assert spilled["crop_evaluations"] == spilled["crops"]
-    no_file = functools.partial(engine.pipeline.PipelineSettings, kept_logits_spill_budget=0)
-    monkeypatch.setattr(engine.pipeline, "PipelineSettings", no_file)
+    no_file = functools.partial(engine.pipeline.segment.PipelineSettings, kept_logits_spill_budget=0)
+    monkeypatch.setattr(engine.pipeline.segment, "PipelineSettings", no_file)
     plain = served.estimate({"input": src, "gsd": 1.0})
     told = served.estimate({"input": src, "gsd": 1.0, "classes": classes})
     assert plain["crop_evaluations"] == plain["crops"]  # each window once: the old count

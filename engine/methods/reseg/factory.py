@@ -39,9 +39,9 @@ def load_sam_cached(spec: str | None, *, random_weights: bool, seed: int):
 
 def create_reseg_clip(options, models):
     """``(MethodOptions, ModelCache) → ResegClip`` for ``METHODS["reseg-clip"]``."""
-    from engine.methods.registry import torch_dtype
     from engine.methods.reseg_clip import ResegClip, ResegClipSettings
-    from engine.onednn_linear import use_onednn_linears
+    from engine.runtime.onednn_linear import use_onednn_linears
+    from engine.runtime.precision import torch_dtype
     from engine.sam.fast_decoder import install_fast_decoder
     from engine.sam.fast_encoder import install_fast_encoder
     from engine.sam.mask_upsampling import install_fused_mask_upsampling
@@ -59,7 +59,7 @@ def create_reseg_clip(options, models):
         extra["sam"] = "tiny"  # a random-weights run needs no SAM file; "tiny" keeps it fast
     sam_spec = extra.get("sam")
     sam, sam_info = load_sam_cached(sam_spec, random_weights=options.random_weights, seed=options.seed)
-    use_onednn_linears(sam)  # as for CLIP (engine.onednn_linear); idempotent for a cached SAM
+    use_onednn_linears(sam)  # as for CLIP (engine.runtime.onednn_linear); idempotent for a cached SAM
     install_fast_decoder(sam)  # many prompts against one embedding: ~3x faster, same masks
     install_fast_encoder(sam)  # no 805 MB attention matrices in the global blocks; contiguous stream
     install_fused_mask_upsampling(sam)  # one separable map instead of two resizes through 1024²

@@ -27,11 +27,11 @@ def weights_present() -> list[dict]:
 
 def engine_report() -> dict:
     """Interpreter, package versions, compute devices (with GPU memory) and weights present."""
-    from engine.allocator import heap_policy
     from engine.compat import torchvision_ops
-    from engine.device import device_report
     from engine.models.cache import cache_dir
-    from engine.onednn_linear import onednn_linear_available
+    from engine.runtime.allocator import heap_policy
+    from engine.runtime.device import device_report
+    from engine.runtime.onednn_linear import onednn_linear_available
 
     report = {
         "engine_version": __version__,

@@ -1,6 +1,6 @@
 """NumPy arrays in their own anonymous memory mappings, outside malloc's heap.
 
-Under the kept-heap policy (engine.allocator) every large tensor comes from one heap that is never
+Under the kept-heap policy (engine.runtime.allocator) every large tensor comes from one heap that is never
 trimmed. Arrays that outlive many of those tensors (crop logits kept for later tiles, a tile's logit
 sums and logits) would sit between the holes the tensors leave when freed and keep them from merging,
 and they would hold their tile's pages in the heap after the tile. Given their own mapping, they do

@@ -1,6 +1,6 @@
 """Raster in, raster out: ties raster IO, tiling, a method and scoring together.
 
-Flow per run (see engine/tiling.py for the geometry): open the source and fix the requested grid
+Flow per run (see engine/pipeline/tiling.py for the geometry): open the source and fix the requested grid
 (``prepare``, no model needed; also used by ``estimate``), compute the 8-bit stretch once, then for
 each read tile: resample the source to the working grid, run every crop touching the tile through the
 method in batches, average overlapping crop logits, resize them bilinearly to the output pixels, score
@@ -19,10 +19,23 @@ import numpy as np
 import torch
 
 from engine import __version__
-from engine.crop_logits import CropRunner, CropStore, average_tile_logits, count_crop_evaluations, tile_crops
-from engine.device import choose_batch_size, peak_memory
 from engine.errors import UserError
-from engine.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
+from engine.pipeline.crop_logits import (
+    CropRunner,
+    CropStore,
+    average_tile_logits,
+    count_crop_evaluations,
+    tile_crops,
+)
+from engine.pipeline.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
+from engine.pipeline.scoring import ScoringSettings, score
+from engine.pipeline.tiling import (
+    TilePlan,
+    aligned_extent,
+    output_sampling,
+    plan_tiles,
+    resample_bilinear,
+)
 from engine.raster import grid as grids
 from engine.raster.gdal_setup import size_block_cache
 from engine.raster.reader import RasterSource, parse_bands
@@ -38,14 +51,7 @@ from engine.raster.writer import (
     check_output_path,
     sidecar_path,
 )
-from engine.scoring import ScoringSettings, score
-from engine.tiling import (
-    TilePlan,
-    aligned_extent,
-    output_sampling,
-    plan_tiles,
-    resample_bilinear,
-)
+from engine.runtime.device import choose_batch_size, peak_memory
 from engine.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)

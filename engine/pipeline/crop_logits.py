@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.device import is_out_of_memory
-from engine.mapped_arrays import mapped_copy, mapped_zeros
-from engine.progress import CancelToken
-from engine.spill_file import Parked, SpillFile
-from engine.tiling import TilePlan, crop_users, kept_extent
+from engine.pipeline.progress import CancelToken
+from engine.pipeline.spill_file import Parked, SpillFile
+from engine.pipeline.tiling import TilePlan, crop_users, kept_extent
+from engine.runtime.device import is_out_of_memory
+from engine.runtime.mapped_arrays import mapped_copy, mapped_zeros
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class CropStore:
         part = None
         if logits is not None:
             (y0, _), (x0, _) = self.plan.row_spans[i], self.plan.col_spans[j]
-            # A copy (frees the batch) outside the heap: it outlives many tensors (engine.mapped_arrays).
+            # A copy (frees the batch) outside the heap: it outlives many tensors (runtime.mapped_arrays).
             part = mapped_copy(logits[:, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0])
         self.kept[key] = KeptCrop((ky0, kx0), part, (r_last, c_last), nbytes)
         self.bytes += nbytes

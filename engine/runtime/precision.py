@@ -23,6 +23,13 @@ DTYPE_NAMES: dict[str, torch.dtype] = {
 AUTO = "auto"
 
 
+def torch_dtype(name: str, device: str = "cpu") -> torch.dtype:
+    """The torch dtype for a ``--dtype`` name; "auto" picks by device (``choose_dtype``)."""
+    if name not in (AUTO, *DTYPE_NAMES):
+        raise UserError(f"unknown --dtype {name!r}: use one of {AUTO}, {', '.join(DTYPE_NAMES)}")
+    return resolve_dtype(name, device)
+
+
 def cpu_has_bf16_matrix_units() -> bool:
     """True if this CPU executes bf16 dot products natively (AMX tiles or AVX512-BF16)."""
     cpu = torch.cpu
