@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 bench: $(STAMP)
-	$(PY) -m engine bench --out bench/results.jsonl
+	$(PY) -m engine bench --out resources/bench/results.jsonl
 
 # Headless: starts QGIS under Xvfb with the plugin, shows the panel and saves a screenshot.
 screenshot:

@@ -1,6 +1,6 @@
 """Benchmark records: one JSON object per case, printed and appended to a JSON-lines file.
 
-Every measured case carries ``REQUIRED_FIELDS`` (bench/README.md says what each means); a case that
+Every measured case carries ``REQUIRED_FIELDS`` (resources/bench/README.md says what each means); a case that
 cannot run here (no input raster, no GPU, method not built) is recorded with ``skipped`` and a reason
 instead, so the file always says what was and was not measured.
 """

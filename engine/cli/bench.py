@@ -4,7 +4,7 @@ Cases (engine.bench.cases): SegEarth-OV on the real 1000² tile in float32 and b
 agreement), ReSeg-CLIP on the same tile, a memory-scaling pair (the tile and a 4 × 4 VRT mosaic of it),
 on the CPU and on CUDA when present, plus an upsampler micro-case. Each case runs in its own
 interpreter (peak RSS isolated) through the same ``run_segment`` the ``segment`` command uses, with
-random weights in the full-size architectures. bench/README.md explains every field.
+random weights in the full-size architectures. resources/bench/README.md explains every field.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from engine.bench.report import JsonLinesReport, machine, raster_area_km2, skipp
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", default="bench/results.jsonl", help="JSON-lines file to write (default bench/results.jsonl)"
+        "--out",
+        default="resources/bench/results.jsonl",
+        help="JSON-lines file to write (default resources/bench/results.jsonl)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: tiny models, a 256² raster, one repeat"
