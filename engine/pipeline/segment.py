@@ -38,6 +38,7 @@ from engine.pipeline.tiling import (
 )
 from engine.raster import grid as grids
 from engine.raster.gdal_setup import size_block_cache
+from engine.raster.output_paths import ensure_outputs_safe
 from engine.raster.reader import RasterSource, parse_bands
 from engine.raster.sampling import working_image
 from engine.raster.sidecar import write_sidecar
@@ -157,6 +158,15 @@ def prepare(
     if check_outputs:
         if not request.out:
             raise UserError("no output given: pass --out OUT.tif")
+        # Before any existence check: an output over an input is refused whatever --overwrite says.
+        ensure_outputs_safe(
+            [request.input],
+            {
+                "--out": request.out,
+                "--confidence": request.confidence,
+                "sidecar": str(sidecar_path(Path(request.out).expanduser())),
+            },
+        )
         outputs["out"] = check_output_path(request.out, request.overwrite)
         outputs["sidecar"] = check_output_path(sidecar_path(outputs["out"]), request.overwrite, "sidecar")
         if request.confidence:
