@@ -123,15 +123,38 @@ class RasterSource:
         cache: dict[int, np.ndarray] = {}
         for number, band in zip(self.bands, self._bands):
             if number not in cache:
-                cache[number] = band.ReadAsArray(**kwargs)
+                cache[number] = self._read_band(band, number, kwargs)
         data = np.stack([cache[b] for b in self.bands])
         valid = np.ones((bh, bw), dtype=bool)
-        for mask in self._masks:
+        for number, mask in zip(self.bands, self._masks):
             if mask is not None:
-                valid &= mask.ReadAsArray(**kwargs) > 0
+                valid &= self._read_band(mask, number, kwargs, "mask of band") > 0
         if self.is_float:
             valid &= np.isfinite(data).all(axis=0)
         return data, valid
+
+    def _read_band(self, band, number: int, window: dict, what: str = "band") -> np.ndarray:
+        """``band.ReadAsArray`` of ``window``; a failed read is a UserError naming file, band and window.
+
+        The one place read failures become messages: GDAL opens truncated or corrupt files and fails only
+        when a damaged block is read, halfway through a run (with exceptions on it raises RuntimeError;
+        without, it returns None).
+        """
+        try:
+            array = band.ReadAsArray(**window)
+        except RuntimeError as exc:
+            array, detail = None, str(exc).strip()
+        else:
+            detail = "GDAL returned no data"
+        if array is None:
+            x0, y0 = window["xoff"], window["yoff"]
+            x1, y1 = x0 + window["win_xsize"], y0 + window["win_ysize"]
+            raise UserError(
+                f"cannot read {self.path}: {what} {number}, pixels x {x0}-{x1}, y {y0}-{y1} ({detail}); "
+                "the file is damaged or incomplete (or a file it refers to is missing): copy it again "
+                "or re-export it"
+            )
+        return array
 
     def read_rows_cols(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bands (3, len(rows), len(cols)) and validity at the given sorted unique raster rows/columns.
