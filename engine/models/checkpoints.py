@@ -59,15 +59,6 @@ class Checkpoint:
 # --- containers -------------------------------------------------------------------------------------
 
 
-def _is_safetensors(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(9)
-    if len(head) < 9:
-        return False
-    (header_len,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and 0 < header_len < 100_000_000
-
-
 def _torchscript_root(archive: zipfile.ZipFile) -> str | None:
     """The archive's root folder if it is a TorchScript archive (has code/ or constants.pkl)."""
     names = archive.namelist()
@@ -187,15 +178,79 @@ def _read_torchscript(path: Path, archive: zipfile.ZipFile, root: str) -> dict:
     return tensors
 
 
+#: What a weight file must be, said in every refusal of a file that is not one.
+EXPECTED_CONTAINERS = (
+    "a safetensors file (.safetensors) or a PyTorch checkpoint (.pt, .pth, .bin, .ckpt: a torch.save "
+    "zip archive, a legacy torch.save file or an OpenAI TorchScript archive)"
+)
+_ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's legacy format: a pickle (protocol 2+) whose first object is torch's magic number.
+_PICKLE_PROTOCOLS = tuple(bytes([0x80, n]) for n in range(2, 6))
+
+
+def _content_hint(head: bytes) -> str:
+    """What a non-checkpoint file looks like it is, from its first bytes (for the message)."""
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "it is a web page (HTML): a download that was redirected to a login or error page"
+    if text.startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer, not the weights it points to: fetch them with `git lfs pull`"
+    if text.startswith((b"{", b"[")):
+        return "it is JSON text"
+    if head.startswith(b"\x89HDF"):
+        return "it is an HDF5 file (Keras/TensorFlow weights)"
+    if head.startswith(b"\x1f\x8b"):
+        return "it is gzip-compressed: unpack it first"
+    return f"its first bytes are {head[:8].hex(' ')}, which no weight format starts with"
+
+
+def identify_container(path: str | Path) -> str:
+    """Which container ``path`` is, judged from its first bytes before any loader touches it.
+
+    Returns ``"safetensors"``, ``"zip"`` (torch.save archive or TorchScript) or ``"torch-legacy"``; a
+    missing path, a folder, an empty file or anything else raises a UserError saying what the file is
+    not and what is expected (``models check`` and every loader give the same diagnosis).
+    """
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(
+            p.name for p in path.iterdir() if p.suffix in (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+        )
+        hint = f" (it holds {', '.join(inside[:3])}: give one of them)" if inside else ""
+        raise UserError(f"{path} is a folder, not a checkpoint file{hint}; expected {EXPECTED_CONTAINERS}")
+    if not path.is_file():
+        raise UserError(f"checkpoint file not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(
+            f"{path} is empty (0 bytes), not a checkpoint: an interrupted download or copy? "
+            f"Expected {EXPECTED_CONTAINERS}"
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if head[8:9] == b"{" and 0 < header_len <= size - 8:
+            return "safetensors"
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_PICKLE_PROTOCOLS):
+        return "torch-legacy"
+    named = f"named {path.suffix} but is " if path.suffix else ""
+    raise UserError(
+        f"{path} is {named}not a checkpoint: {_content_hint(head)}. Expected {EXPECTED_CONTAINERS}"
+    )
+
+
 def read_raw(path: str | Path) -> tuple[object, str]:
     """The file's top-level object, read without running any code; and its container name.
 
-    Refusals and unreadable files raise UserError naming the file.
+    The container is identified first (``identify_container``); refusals and unreadable files raise
+    UserError naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint file not found: {path}")
-    if _is_safetensors(path):
+    container = identify_container(path)
+    if container == "safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -204,22 +259,36 @@ def read_raw(path: str | Path) -> tuple[object, str]:
             raise UserError(f"cannot read {path} as safetensors: {error}") from None
     import torch
 
-    is_zip = zipfile.is_zipfile(path)
+    is_zip = container == "zip"
     if is_zip:
-        with zipfile.ZipFile(path) as archive:
-            root = _torchscript_root(archive)
-            if root is not None:
-                return _read_torchscript(path, archive, root), "torchscript"
+        try:
+            with zipfile.ZipFile(path) as archive:
+                root = _torchscript_root(archive)
+                if root is not None:
+                    return _read_torchscript(path, archive, root), "torchscript"
+        except zipfile.BadZipFile as error:
+            raise UserError(
+                f"{path} is a damaged zip archive, not a readable checkpoint ({error}): an incomplete "
+                f"download or copy? Expected {EXPECTED_CONTAINERS}"
+            ) from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
+        if is_zip and not path.name.endswith(".safetensors"):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        else:  # a file object: given a name ending .safetensors, torch.load hands it to safetensors
+            with open(path, "rb") as handle:
+                obj = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"refused to read {path}: it holds pickled objects that would run code when loaded, which "
             f"plain weight files never need ({first}). Use a checkpoint from the official source."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise UserError(f"cannot read {path} as a PyTorch checkpoint: {error}") from None
+    except Exception as error:  # torch raises many types for damaged files; none of them run code
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint ({detail}): damaged or incomplete? "
+            f"Expected {EXPECTED_CONTAINERS}"
+        ) from None
     return obj, "torch-zip" if is_zip else "torch-legacy"
 
 

@@ -43,7 +43,7 @@ def _resolve(spec: str | None, kind: str) -> tuple[registry.WeightEntry | None, 
     if registry.is_known(spec):
         return registry.get_entry(spec, kind), None
     path = Path(spec).expanduser()
-    if path.is_file():
+    if path.exists():  # a folder too: read_checkpoint says what it is not
         return None, path
     if path.suffix or "/" in spec or "\\" in spec:
         raise UserError(f"{kind} weights file not found: {path}")
@@ -79,6 +79,14 @@ def _check_kind(checkpoint: Checkpoint, kind: str) -> None:
     if checkpoint.kind != kind:
         held = f"{checkpoint.kind} weights" if checkpoint.kind else "no weights this engine knows"
         raise UserError(f"{checkpoint.path} holds {held} ({checkpoint.format}), not {kind} weights")
+
+
+def _file_architecture(path: Path, kind: str) -> str | None:
+    """The architecture a local file holds, refused unless it holds ``kind`` weights (random-weight
+    runs build that architecture, so a SAM file given as --clip must not pass unnoticed)."""
+    checkpoint = read_checkpoint(path)
+    _check_kind(checkpoint, kind)
+    return checkpoint.architecture
 
 
 def _check_architecture(checkpoint: Checkpoint, wanted: str | None) -> str:
@@ -172,7 +180,7 @@ def load_clip_model(
     quick_gelu = entry.quick_gelu if entry else True
     name = entry.name if entry else str(path)
     if random_weights:
-        arch = architecture or (entry.architecture if entry else read_checkpoint(path).architecture)
+        arch = architecture or (entry.architecture if entry else _file_architecture(path, "clip"))
         if arch is None:
             raise UserError(f"cannot tell the architecture of {path}; pass architecture=")
         name = name if entry is None or entry.architecture == arch else f"random-{arch}"
@@ -217,7 +225,7 @@ def load_sam_model(
     entry, path = _resolve(spec, "sam")
     name = entry.name if entry else str(path)
     if random_weights:
-        arch = architecture or (entry.architecture if entry else read_checkpoint(path).architecture)
+        arch = architecture or (entry.architecture if entry else _file_architecture(path, "sam"))
         if arch is None:
             raise UserError(f"cannot tell the SAM architecture of {path}; pass architecture=")
         name = name if entry is None or entry.architecture == arch else f"random-{arch}"
@@ -257,6 +265,7 @@ def load_upsampler_model(
             kind, dim = entry.architecture, entry.dim
         else:
             checkpoint = read_checkpoint(path)
+            _check_kind(checkpoint, "upsampler")
             kind, dim = checkpoint.architecture, checkpoint.details.get("dim")
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)
