@@ -1,7 +1,9 @@
 """``python -m engine COMMAND``: thin shells over the engine's modules.
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
-modules are imported only when their command runs, so ``--help`` stays instant.
+modules are imported only when their command runs, so ``--help`` stays instant. ``diagnostics.py``
+builds the report of ``info`` and the worker's ``info`` request.
+Top layer: may import every engine package; only ``engine.__main__`` and bench/ import it.
 """
 
 from __future__ import annotations

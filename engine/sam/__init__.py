@@ -1,2 +1,7 @@
 """SAM (segment-anything) automatic masks for ReSeg-CLIP: several parameter sets from one image
-embedding per window, windows much larger than a CLIP crop, and a per-window mask cache."""
+embedding per window, windows much larger than a CLIP crop, a per-window mask cache, and the faster
+encoder attention, prompt decoder and mask resizing.
+
+May import runtime/, errors and segment_anything; never methods/ (exception today: ``generator.py``
+paints id maps with ``methods.reseg.id_maps``), pipeline/ or raster/.
+"""
