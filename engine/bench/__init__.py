@@ -2,5 +2,5 @@
 analytic FLOP counts, matmul peaks, per-run peak memory and the JSON-lines report (resources/bench/).
 
 Top layer, beside cli/: may import every engine package (a case runs through ``cli.segment``); nothing
-in the engine imports it but cli/ (the ``bench`` command). Never imported by tests' timing: no timed tests.
+in the engine imports it but cli/ (the ``bench`` command).
 """
