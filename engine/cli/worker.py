@@ -10,7 +10,7 @@ Requests
                                                        seed, overwrite, method, batch_size, tile_size;
                                                        reseg-clip only: sam, schedule, sam_window,
                                                        mask_cache, sam_parameter_sets)
-  {"id": "r2", "command": "estimate", "args": {...}}  sizes/tiles/crops, no model, nothing written
+  {"id": "r2", "command": "estimate", "args": {...}}  sizes/tiles/crops and expected time, no model
   {"id": "r3", "command": "info"}                      interpreter, versions, devices, GPU memory
   {"command": "cancel", "id": "r1"}                    stop r1 (running or queued)
   {"command": "shutdown"}                              cancel what runs, then exit 0
@@ -40,6 +40,7 @@ import traceback
 from typing import TextIO
 
 from engine.cli.diagnostics import engine_report
+from engine.cli.run_speed import estimate_time, remember_run
 from engine.errors import Cancelled, UserError
 from engine.runtime.allocator import release_free_memory
 
@@ -204,7 +205,10 @@ class Worker:
         if options.get("classes") or options.get("vocabulary"):
             queries = len(vocabulary_of(options).queries())
         settings = pipeline_settings(options)
-        return estimate(segment_request(options), crop_size, crop_stride, settings=settings, queries=queries)
+        request = segment_request(options)
+        summary = estimate(request, crop_size, crop_stride, settings=settings, queries=queries)
+        summary["time"] = estimate_time(args, summary["crop_evaluations"])  # engine.cli.run_speed
+        return summary
 
     def segment(self, key: str | None, args: dict) -> dict:
         from engine.cli.segment import run_segment
@@ -216,6 +220,7 @@ class Worker:
             self.channel.send({"id": key, "event": "progress", **event.to_json()})
 
         result = run_segment(args, models=self.models, progress=progress, cancel=token)
+        remember_run(args, result.record)  # this machine's seconds per window, for later estimates
         return {
             "out": result.out,
             "confidence": result.confidence,

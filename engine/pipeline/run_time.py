@@ -1,0 +1,182 @@
+"""The expected run time shown before a run: the plan's window count × this machine's seconds per window.
+
+Seconds per window, best source first:
+
+- ``measured``: the median of this machine's last runs with the same method, device, float type and
+  models (``SpeedStore``, a small JSON file in the engine's home folder; each finished run adds one);
+- ``reference``: the bench machine's figure for the method (``REFERENCE``, from the per-km² cases in
+  resources/bench/results.jsonl) scaled by how fast this device multiplies matrices compared with the
+  bench machine (the caller measures that once, in about a tenth of a second).
+
+A window's seconds cover everything a run does per evaluated window (reading, CLIP, the upsampler, SAM for
+ReSeg-CLIP, scoring, writing); loading the model and encoding a new vocabulary come on top, once. The
+reference is rough (SAM's share varies with the scene; a GPU runs small batches below its matmul peak):
+it is shown as such until the first run here replaces it with a measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Runs kept per key; the median of these is the measured speed.
+KEPT_RUNS = 5
+#: File name of the store inside the engine's home folder.
+SPEED_FILE_NAME = "window-speed.json"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One bench case: seconds per evaluated window at ``peak_gflops`` (the same run's matmul peak)."""
+
+    seconds_per_window: float
+    peak_gflops: float
+    peak_dtype: str  # the float type whose matmul peak the window time scales with
+    case: str
+
+
+# (method, SAM architecture or "", float type) → the bench machine's figure (AMD EPYC, 2 cores, CPU; the
+# per-km² cases: 2 × 2 OpenEarthMap tiles at 1.12 m/px). ReSeg-CLIP's SAM runs in float32 whatever
+# CLIP's type, so its windows scale with the float32 peak (the suite's, 414 GFLOP/s, for the bf16 case).
+REFERENCE: dict[tuple[str, str, str], Reference] = {
+    ("segearth-ov", "", "float32"): Reference(
+        13.606 / 49, 410.2, "float32", "cpu/per-km2/segearth-ov/float32"
+    ),
+    ("segearth-ov", "", "bfloat16"): Reference(
+        8.294 / 49, 718.44, "bfloat16", "cpu/per-km2/segearth-ov/bfloat16"
+    ),
+    ("reseg-clip", "vit_b", "float32"): Reference(
+        29.708 / 16, 407.96, "float32", "cpu/per-km2/reseg-clip/float32"
+    ),
+    ("reseg-clip", "vit_b", "bfloat16"): Reference(
+        25.596 / 16, 414.17, "float32", "cpu/per-km2/reseg-clip/bfloat16"
+    ),
+    ("reseg-clip", "vit_h", "float32"): Reference(
+        105.113 / 16, 413.32, "float32", "cpu/per-km2/reseg-clip-sam-vit-h/float32"
+    ),
+}
+#: ReSeg-CLIP's default SAM architecture (the registry's default SAM is sam-vit-h).
+DEFAULT_SAM = "vit_h"
+SAM_ARCHITECTURE_NAMES = ("vit_b", "vit_l", "vit_h")
+
+
+def sam_architecture(spec: str | None) -> str:
+    """The SAM architecture a spec names ("sam-vit-b", "sam_vit_b_01ec64.pth", "vit_b"; None: default)."""
+    text = (spec or "").lower().replace("-", "_")
+    return next((name for name in SAM_ARCHITECTURE_NAMES if name in text), text or DEFAULT_SAM)
+
+
+@dataclass(frozen=True)
+class SpeedKey:
+    """What a window's time depends on, besides the machine: method, device, float type and models."""
+
+    method: str
+    device: str  # resolved: cpu, cuda, mps
+    dtype: str  # resolved: float32, bfloat16, float16
+    clip: str = ""
+    sam: str = ""
+
+    def text(self) -> str:
+        return "|".join((self.method, self.device, self.dtype, self.clip, self.sam))
+
+
+def window_seconds_of_run(record: dict) -> float | None:
+    """Seconds per evaluated window of a finished run, from its sidecar record (``timings_s``,
+    ``windows``): the run's time less the once-per-run parts (model loading, text, statistics)."""
+    timings = record.get("timings_s") or {}
+    evaluated = (record.get("windows") or {}).get("crops_evaluated") or 0
+    total = timings.get("total")
+    if not evaluated or total is None:
+        return None
+    once = sum(float(timings.get(name) or 0.0) for name in ("model_load", "text", "statistics"))
+    seconds = (float(total) - once) / evaluated
+    return seconds if seconds > 0 else None
+
+
+class SpeedStore:
+    """This machine's measured seconds per window, by ``SpeedKey``; a JSON file written by rename.
+
+    A file that cannot be read or written only loses the measurements: the estimate falls back to the
+    reference, a run never fails for it."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, list[float]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            key: [float(v) for v in values if isinstance(v, int | float) and v > 0]
+            for key, values in data.items()
+            if isinstance(values, list)
+        }
+
+    def seconds_per_window(self, key: SpeedKey) -> tuple[float, int] | None:
+        """(median seconds per window, number of runs) measured here for ``key``, or None."""
+        values = self._read().get(key.text())
+        if not values:
+            return None
+        return statistics.median(values), len(values)
+
+    def add(self, key: SpeedKey, seconds: float) -> None:
+        data = self._read()
+        data[key.text()] = [*data.get(key.text(), []), round(float(seconds), 6)][-KEPT_RUNS:]
+        temporary = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=".speed-", dir=self.path.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(data, stream, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)
+        except OSError:
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+
+
+def reference_for(key: SpeedKey) -> Reference | None:
+    """The bench figure for ``key``'s method, SAM and float type (float16 reads as bfloat16)."""
+    dtype = "bfloat16" if key.dtype == "float16" else key.dtype
+    sam = sam_architecture(key.sam) if key.method == "reseg-clip" else ""
+    return REFERENCE.get((key.method, sam, dtype)) or REFERENCE.get((key.method, sam, "float32"))
+
+
+def expected_run_time(
+    key: SpeedKey, windows: int, store: SpeedStore | None, peak_gflops: dict[str, float] | None
+) -> dict | None:
+    """The run's expected seconds for ``windows`` evaluated windows, or None when nothing gives a speed.
+
+    ``peak_gflops``: this device's matmul GFLOP/s per float type name, for the reference (only the
+    type ``reference_for(key).peak_dtype`` is read). Returns ``seconds``, ``seconds_per_window``,
+    ``basis`` ("measured" or "reference"), ``runs`` (measured) or ``case`` (reference), and ``device``."""
+    measured = store.seconds_per_window(key) if store is not None else None
+    if measured is not None:
+        per_window, runs = measured
+        return {
+            "seconds": windows * per_window,
+            "seconds_per_window": per_window,
+            "basis": "measured",
+            "runs": runs,
+            "device": key.device,
+        }
+    reference = reference_for(key)
+    peak = (peak_gflops or {}).get(reference.peak_dtype) if reference is not None else None
+    if reference is None or not peak or peak <= 0:
+        return None
+    per_window = reference.seconds_per_window * reference.peak_gflops / peak
+    return {
+        "seconds": windows * per_window,
+        "seconds_per_window": per_window,
+        "basis": "reference",
+        "case": reference.case,
+        "device": key.device,
+    }
