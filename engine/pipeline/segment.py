@@ -43,6 +43,7 @@ from engine.raster.reader import RasterSource, parse_bands
 from engine.raster.sampling import working_image
 from engine.raster.sidecar import write_sidecar
 from engine.raster.stretch import compute_stretch
+from engine.raster.write_failures import reporting_write_failures
 from engine.raster.writer import (
     CONFIDENCE_NODATA,
     AtomicFiles,
@@ -313,11 +314,14 @@ def segment(
     try:
         out_path = prepared.outputs["out"]
         size_block_cache(block_row_bytes(grid.width, "confidence" in prepared.outputs))
-        classes = ClassRasterWriter(files.temporary_for(out_path), grid, vocabulary)
+        classes = ClassRasterWriter(files.temporary_for(out_path), grid, vocabulary, shown_as=out_path)
         writers.append(classes)
         confidence = None
         if "confidence" in prepared.outputs:
-            confidence = ConfidenceRasterWriter(files.temporary_for(prepared.outputs["confidence"]), grid)
+            confidence_path = prepared.outputs["confidence"]
+            confidence = ConfidenceRasterWriter(
+                files.temporary_for(confidence_path), grid, shown_as=confidence_path
+            )
             writers.append(confidence)
         sidecar_temp = files.temporary_for(prepared.outputs["sidecar"])
         timings.update(read=0.0, scoring=0.0, write=0.0)
@@ -411,11 +415,12 @@ def segment(
         }
         content.update({k: v for k, v in (record or {}).items() if k != "timings_s"})
         content["peak_memory"] = peak_memory(device)
-        write_sidecar(sidecar_temp, content)
-        files.commit()
+        with reporting_write_failures(prepared.outputs["sidecar"]):
+            write_sidecar(sidecar_temp, content)
+            files.commit()
     except BaseException:
         for writer in writers:
-            writer.close()
+            writer.abandon()  # never raises: a failure here must not stop the clean-up
         files.discard()
         raise
     finally:

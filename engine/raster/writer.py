@@ -20,6 +20,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.raster.gdal_setup import gdal_module as _gdal
 from engine.raster.grid import OutputGrid
+from engine.raster.write_failures import reporting_write_failures
 from engine.vocabulary import Vocabulary
 
 # Tiled, compressed, BigTIFF when needed: what a GIS reads fastest and what scales to huge rasters.
@@ -122,50 +123,82 @@ def colour_table_entries(vocabulary: Vocabulary) -> list[tuple[int, int, int, in
     return [(0, 0, 0, 0), *((r, g, b, 255) for r, g, b in (c.colour for c in vocabulary.classes))]
 
 
-class ClassRasterWriter:
+class _BandWriter:
+    """One single-band GeoTIFF being written; every GDAL failure becomes ``write_failure`` naming the
+    user's output (``shown_as``: the final path, not the temporary one)."""
+
+    def __init__(self, path: Path, shown_as: Path | None) -> None:
+        self.path = Path(path)
+        self.shown_as = Path(shown_as) if shown_as is not None else self.path
+        self.dataset = None
+        self.band = None
+
+    def _write(self, array: np.ndarray, xoff: int, yoff: int) -> None:
+        with reporting_write_failures(self.shown_as):
+            self.band.WriteArray(array, xoff, yoff)
+
+    def close(self) -> None:
+        """Flush every block (and the PAM side file) to disk; raises ``write_failure`` if it cannot."""
+        if self.dataset is not None:
+            with reporting_write_failures(self.shown_as):
+                self.band.FlushCache()
+                self.dataset.FlushCache()
+            self.band = None
+            self.dataset = None
+
+    def abandon(self) -> None:
+        """Drop the dataset after a failure without raising: its file is about to be deleted."""
+        gdal = _gdal()
+        # Closing a dataset whose disk is full fails again inside its destructor, where an exception
+        # can only be printed ("Exception ignored in ..."); quietly, with exceptions off for the moment.
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        gdal.DontUseExceptions()
+        try:
+            self.band = None
+            self.dataset = None
+        finally:
+            gdal.UseExceptions()
+            gdal.PopErrorHandler()
+
+
+class ClassRasterWriter(_BandWriter):
     """Single-band uint8 GeoTIFF: 0 = unclassified/nodata, 1..N = vocabulary classes."""
 
-    def __init__(self, path: Path, grid: OutputGrid, vocabulary: Vocabulary) -> None:
+    def __init__(
+        self, path: Path, grid: OutputGrid, vocabulary: Vocabulary, shown_as: Path | None = None
+    ) -> None:
+        super().__init__(path, shown_as)
         gdal = _gdal()
-        self.dataset = _create(path, grid, gdal.GDT_Byte)
-        band = self.dataset.GetRasterBand(1)
-        table = gdal.ColorTable()
-        for value, rgba in enumerate(colour_table_entries(vocabulary)):
-            table.SetColorEntry(value, rgba)
-        band.SetRasterColorTable(table)
-        band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-        band.SetCategoryNames(vocabulary.category_names())
-        band.SetDescription("class")
+        with reporting_write_failures(self.shown_as):
+            self.dataset = _create(path, grid, gdal.GDT_Byte)
+            band = self.dataset.GetRasterBand(1)
+            table = gdal.ColorTable()
+            for value, rgba in enumerate(colour_table_entries(vocabulary)):
+                table.SetColorEntry(value, rgba)
+            band.SetRasterColorTable(table)
+            band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+            band.SetCategoryNames(vocabulary.category_names())
+            band.SetDescription("class")
         self.band = band
 
     def write(self, labels: np.ndarray, xoff: int, yoff: int) -> None:
-        self.band.WriteArray(np.ascontiguousarray(labels, dtype=np.uint8), xoff, yoff)
-
-    def close(self) -> None:
-        if self.dataset is not None:
-            self.band.FlushCache()
-            self.band = None
-            self.dataset = None
+        self._write(np.ascontiguousarray(labels, dtype=np.uint8), xoff, yoff)
 
 
-class ConfidenceRasterWriter:
+class ConfidenceRasterWriter(_BandWriter):
     """Single-band float32 GeoTIFF: the winning class's probability; nodata pixels −1."""
 
-    def __init__(self, path: Path, grid: OutputGrid) -> None:
+    def __init__(self, path: Path, grid: OutputGrid, shown_as: Path | None = None) -> None:
+        super().__init__(path, shown_as)
         gdal = _gdal()
-        self.dataset = _create(path, grid, gdal.GDT_Float32)
-        self.band = self.dataset.GetRasterBand(1)
-        self.band.SetNoDataValue(CONFIDENCE_NODATA)
-        self.band.SetDescription("confidence")
+        with reporting_write_failures(self.shown_as):
+            self.dataset = _create(path, grid, gdal.GDT_Float32)
+            self.band = self.dataset.GetRasterBand(1)
+            self.band.SetNoDataValue(CONFIDENCE_NODATA)
+            self.band.SetDescription("confidence")
 
     def write(self, confidence: np.ndarray, xoff: int, yoff: int) -> None:
-        self.band.WriteArray(np.ascontiguousarray(confidence, dtype=np.float32), xoff, yoff)
-
-    def close(self) -> None:
-        if self.dataset is not None:
-            self.band.FlushCache()
-            self.band = None
-            self.dataset = None
+        self._write(np.ascontiguousarray(confidence, dtype=np.float32), xoff, yoff)
 
 
 def category_names(path: str | Path) -> Sequence[str] | None:
