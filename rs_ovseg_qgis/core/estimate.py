@@ -1,4 +1,5 @@
-"""The engine's estimate of a run's work (pixels, windows) before it starts, for the dock's size line.
+"""The engine's estimate of a run before it starts (output, model grid, windows, expected time), and
+the panel's plain-words lines for it.
 
 The worker's ``estimate`` request plans a run exactly as ``segment`` would (same grids, tiles and
 sliding windows) without loading a model or writing anything. A file-backed layer is estimated from
@@ -19,19 +20,29 @@ from qgis.PyQt.QtCore import QObject, pyqtSignal
 from .capture import CaptureResult, metres_to_map_units, pixel_size
 from .engine_client import EngineClient, EngineError
 
-# Engine options that change the plan; the others (model, templates, ...) do not matter to it.
-PLAN_OPTIONS = ("batch_size", "tile_size")
+# Engine options that change the plan, or the speed a window runs at (engine.pipeline.run_time); the
+# others (templates, attention, ...) matter to neither.
+PLAN_OPTIONS = ("batch_size", "tile_size", "dtype", "clip", "sam")
 # The rendered GeoTIFF's bands: red, green, blue, alpha; the engine reads the first three.
 RENDERED_BANDS = 4
 
 
 def estimate_args(
-    capture: CaptureResult, options: dict | None = None, classes: list[str] | None = None
+    capture: CaptureResult,
+    options: dict | None = None,
+    classes: list[str] | None = None,
+    method: str | None = None,
+    device: str | None = None,
 ) -> dict:
     """The ``estimate`` request's arguments for what a run would read (same names as ``segment``).
     ``classes`` (one "name,synonym,…" string per class): the engine then also counts the windows a wide
-    raster makes it evaluate twice, which depends on how many queries each window's logits hold."""
+    raster makes it evaluate twice, which depends on how many queries each window's logits hold.
+    ``method`` sets the window geometry; ``method``, ``device`` and the options the speed per window."""
     args: dict = {"input": capture.path}
+    if method:
+        args["method"] = method
+    if device:
+        args["device"] = device
     if classes:
         args["classes"] = list(classes)
     if capture.bbox is not None:
@@ -64,17 +75,75 @@ def rendered_grid_stand_in(
     return CaptureResult(str(path), None, None, gsd_m, rendered=True, bands=[1, 2, 3])
 
 
-def format_estimate(result: dict) -> str:
-    """One line: output pixels, the model's working grid, and the sliding windows it will run."""
+DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU (CUDA)", "mps": "Apple GPU"}
+
+
+def length_text(metres: float) -> str:
+    """A ground length for the panel: 850 m, 1.2 km, 12 km."""
+    if metres < 1000:
+        return f"{metres:,.0f} m"
+    return f"{metres / 1000:,.1f} km" if metres < 10_000 else f"{metres / 1000:,.0f} km"
+
+
+def area_text(square_metres: float) -> str:
+    """An area for the panel: hectares below a square kilometre, else km²."""
+    if square_metres < 1e6:
+        return f"{square_metres / 1e4:,.1f} ha"
+    return f"{square_metres / 1e6:,.2f} km²"
+
+
+def ground_text(width_m: float, height_m: float) -> str:
+    """The ground an extent covers: "500 m × 500 m (25.0 ha)"."""
+    return f"{length_text(width_m)} × {length_text(height_m)} ({area_text(width_m * height_m)})"
+
+
+def duration_text(seconds: float) -> str:
+    """A run's duration, rounded as an estimate deserves: 4 s, 40 s, 3 min, 1 h 20 min."""
+    if seconds < 10:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90:
+        return f"{round(seconds, -1):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(round(seconds / 600) * 10, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def output_text(result: dict) -> str:
+    """What the output raster will be: its pixels, their ground size and the ground it covers."""
     out_w, out_h = result["output_size"]
+    if not result.get("georeferenced", True):
+        return f"{out_w:,} × {out_h:,} px (the input has no georeferencing)"
+    gsd_x, gsd_y = result["native_gsd"]
+    gsd = (gsd_x * gsd_y) ** 0.5
+    return f"{out_w:,} × {out_h:,} px at {gsd:.3g} m/px, {ground_text(out_w * gsd_x, out_h * gsd_y)}"
+
+
+def model_text(result: dict) -> str:
+    """What the model looks at (at the resolution the panel shows): its grid and the windows it runs."""
     work_w, work_h = result["working_size"]
+    windows = result["crop_evaluations"]
     tiles = result.get("tiles", 1)
-    text = (
-        f"engine: {out_w:,} × {out_h:,} px out, {work_w:,} × {work_h:,} px seen by the model, "
-        f"{result['crop_evaluations']:,} windows in {tiles:,} tile{'s' if tiles != 1 else ''}"
+    text = f"{work_w:,} × {work_h:,} px, {windows:,} window{'s' if windows != 1 else ''} of the model"
+    return text + (f" in {tiles:,} tiles" if tiles > 1 else "")
+
+
+def time_text(result: dict) -> str:
+    """The expected duration and where the speed behind it comes from (engine.pipeline.run_time)."""
+    time = result.get("time")
+    if not time:
+        return "no estimate for this device"
+    device = DEVICE_NAMES.get(time.get("device"), str(time.get("device")))
+    if time.get("basis") == "measured":
+        return f"about {duration_text(time['seconds'])} on the {device} (speed measured on this computer)"
+    return (
+        f"roughly {duration_text(time['seconds'])} on the {device} (benchmark speed scaled to this {device})"
     )
-    warnings = result.get("warnings") or []
-    return text + "".join(f"\n⚠ {warning}" for warning in warnings)
+
+
+def estimate_warnings(result: dict) -> str:
+    return "".join(f"\n⚠ {warning}" for warning in result.get("warnings") or [])
 
 
 class EstimateJob(QObject):

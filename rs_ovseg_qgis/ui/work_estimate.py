@@ -1,8 +1,10 @@
-"""The dock's work estimate: the engine's count of pixels and windows for the current choices.
+"""The dock's estimate, in plain words: the output raster (pixels, pixel size, ground covered), what the
+model looks at (its grid and windows at the chosen resolution) and the expected time on this device.
 
-A mixin of ``RsOvsegDock`` (it reads the dock's widgets): asked on a plain thread, debounced, and
-dropped when the choices changed meanwhile. Never renders anything: for input that a run would render,
-a VRT with the same grid stands in.
+A mixin of ``RsOvsegDock`` (it reads the dock's widgets and fills ``size_label`` = the output,
+``model_label`` and ``time_label``). The panel's own arithmetic shows at once; the engine's estimate,
+asked on a plain thread, debounced and dropped when the choices changed meanwhile, follows. Never renders
+anything: for input that a run would render, a VRT with the same grid stands in.
 """
 
 from __future__ import annotations
@@ -14,14 +16,64 @@ from pathlib import Path
 from qgis.core import QgsRasterLayer, QgsRectangle
 
 from ..core import engine_service
-from ..core.capture import CaptureError, capture_file_layer, file_source_path, transform_extent
-from ..core.estimate import EstimateJob, estimate_args, format_estimate, rendered_grid_stand_in
+from ..core.capture import (
+    CaptureError,
+    capture_file_layer,
+    file_source_path,
+    metres_to_map_units,
+    pixel_size,
+    transform_extent,
+)
+from ..core.estimate import (
+    EstimateJob,
+    estimate_args,
+    estimate_warnings,
+    ground_text,
+    model_text,
+    output_text,
+    rendered_grid_stand_in,
+    time_text,
+)
 from ..core.settings import engine_python
 from ..core.vocabulary import VocabularyError
 from ..definitions import SOURCE_LAYER
 
+TIME_TOOLTIP = (
+    "Windows to evaluate × this computer's seconds per window: measured by the last runs here with the "
+    "same method, device and models, else the benchmark machine's speed scaled to this device's measured "
+    "matrix speed. The first run after QGIS starts also loads the model (seconds to a minute)."
+)
+
 
 class WorkEstimate:
+    # --- the panel's own arithmetic ----------------------------------------------------------------
+    def update_size_label(self) -> None:
+        """What the extent covers and its pixels at the resolution now; the engine's estimate follows."""
+        self._estimate_generation += 1  # whatever is in flight describes an older choice
+        self._estimable = False
+        extent = self.current_extent()
+        if extent is None:
+            self._show_estimate("choose an extent", "", "")
+            return
+        crs, y = extent.crs(), extent.center().y()
+        gsd = self.gsd_spin.value()
+        try:
+            width, height = pixel_size(QgsRectangle(extent), metres_to_map_units(gsd, crs, y))
+        except CaptureError as error:
+            self._show_estimate(str(error), "", "")
+            return
+        one_metre = metres_to_map_units(1.0, crs, y)
+        ground = ground_text(extent.width() / one_metre, extent.height() / one_metre)
+        self._show_estimate(ground, f"{width:,} × {height:,} px", "estimating…")
+        self._estimable = True
+        self.schedule_estimate()
+
+    def _show_estimate(self, output: str, model: str, time: str) -> None:
+        self._size_text = output
+        self.size_label.setText(output)
+        self.model_label.setText(model)
+        self.time_label.setText(time)
+
     # --- the engine's estimate -------------------------------------------------------------------
     def schedule_estimate(self) -> None:
         """(Re)start the debounce timer: the estimate is asked once the choices stop changing."""
@@ -66,17 +118,23 @@ class WorkEstimate:
             return
         generation = self._estimate_generation
         if not engine_python().exists():
-            self._set_size_text(self._size_text, "engine: not set up yet (Engine ▸ Set up engine)")
+            self.time_label.setText("the engine is not set up yet (Engine ▸ Set up engine)")
             return
         stand_in = Path(self._render_dir.name) / f"estimate_{generation}.vrt"
         try:
             capture = self.estimate_capture(stand_in)
             options = json.loads(self.engine_options_edit.text().strip() or "{}")
         except (CaptureError, ValueError) as error:
-            self._set_size_text(self._size_text, f"engine: no estimate ({error})")
+            self.time_label.setText(f"no estimate ({error})")
             return
         self._classes_estimated = self._estimate_classes()
-        args = estimate_args(capture, options if isinstance(options, dict) else {}, self._classes_estimated)
+        args = estimate_args(
+            capture,
+            options if isinstance(options, dict) else {},
+            self._classes_estimated,
+            method=self.method_combo.currentData(),
+            device=self.device_combo.currentData(),
+        )
         job = EstimateJob(engine_service.shared_client(), args, parent=self)
 
         def done() -> None:
@@ -90,10 +148,11 @@ class WorkEstimate:
                 return  # the choices changed meanwhile; a newer estimate is on its way
             if job.result is not None:
                 self.last_estimate = job.result
-                self._set_size_text(self._size_text, format_estimate(job.result))
+                output = output_text(job.result) + estimate_warnings(job.result)
+                self._show_estimate(output, model_text(job.result), time_text(job.result))
             else:
                 self.last_estimate = None
-                self._set_size_text(self._size_text, f"engine: no estimate ({job.error})")
+                self.time_label.setText(f"no estimate ({job.error})")
                 engine_service.log("warning", f"estimate failed: {job.error}")
 
         job.done.connect(done)

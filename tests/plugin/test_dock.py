@@ -10,6 +10,7 @@ from fixtures_engine import KOELN, TINY_ENGINE_OPTIONS_JSON, needs_koeln, random
 from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsRectangle
 from qgis.PyQt.QtCore import QCoreApplication
 
+from rs_ovseg_qgis.core.estimate import duration_text
 from rs_ovseg_qgis.core.vocabulary import Vocabulary
 from rs_ovseg_qgis.definitions import PROJECT_SCOPE, PROJECT_VOCABULARY, SOURCE_MAP
 from rs_ovseg_qgis.processing.provider import RsOvsegProvider
@@ -90,15 +91,16 @@ def test_the_table_edits_and_the_project_keeps_the_vocabulary(dock, tmp_path):
 
 
 @needs_koeln
-def test_the_size_label_counts_pixels_at_the_resolution(dock):
+def test_the_panel_tells_the_ground_and_the_models_pixels_at_once(dock):
     layer = add_koeln()
     dock.layer_combo.setLayer(layer)
     assert dock.gsd_spin.value() == pytest.approx(round(0.5 * 1000 / 448, 2))
     dock.extent_widget.setOutputExtentFromUser(
-        QgsRectangle(346_000, 5_647_600, 346_400, 5_648_000), layer.crs()
+        QgsRectangle(346_000, 5_647_600, 346_400, 5_650_000), layer.crs()
     )
     dock.gsd_spin.setValue(2.0)
-    assert dock.size_label.text().startswith("200 × 200 px at 2 m/px")
+    assert dock.size_label.text() == "400 m × 2.4 km (96.0 ha)"  # before the engine answers
+    assert dock.model_label.text() == "200 × 1,200 px"  # 400 m and 2.4 km at 2 m per pixel
 
 
 @needs_koeln
@@ -209,7 +211,7 @@ def test_the_engine_estimate_of_pixels_and_windows_is_shown_before_a_run(
     )
     for gsd in (3.0, 2.0, 1.0):  # quick changes: one request, for the last choice (debounced)
         dock.gsd_spin.setValue(gsd)
-    assert dock.size_label.text().endswith("engine: estimating…")
+    assert dock.time_label.text() == "estimating…"
     wait_for(lambda: dock.last_estimate is not None, 60)
     assert dock.estimates_sent == sent + 1
     estimate = dock.last_estimate
@@ -217,9 +219,15 @@ def test_the_engine_estimate_of_pixels_and_windows_is_shown_before_a_run(
     assert estimate["working_size"] == [400, 400]  # 400 m at 1 m per pixel
     windows = sliding_windows(400) ** 2
     assert estimate["crops"] == windows == 9 and estimate["crop_evaluations"] == windows
-    lines = dock.size_label.text().split("\n")
-    assert lines[0].startswith("400 × 400 px at 1 m/px")
-    assert lines[1] == "engine: 800 × 800 px out, 400 × 400 px seen by the model, 9 windows in 1 tile"
+    # In plain words: the output keeps the layer's 0.5 m pixels; the model sees 1 m pixels.
+    assert dock.size_label.text() == "800 × 800 px at 0.5 m/px, 400 m × 400 m (16.0 ha)"
+    assert dock.model_label.text() == "400 × 400 px, 9 windows of the model"
+    time = estimate["time"]
+    assert time["device"] == "cpu" and time["basis"] in ("measured", "reference")
+    assert time["seconds"] == pytest.approx(9 * time["seconds_per_window"])
+    words = "speed measured on this computer" if time["basis"] == "measured" else "benchmark speed"
+    assert f"{duration_text(time['seconds'])} on the CPU" in dock.time_label.text()
+    assert words in dock.time_label.text()
     # "What the map shows": the rendered grid stands in, one pixel per 2 m, read one to one.
     dock.last_estimate = None
     dock.source_combo.setCurrentIndex(SOURCE_MAP)
@@ -256,7 +264,7 @@ def test_vocabulary_edits_that_change_the_queries_ask_for_a_new_estimate(
     # A synonym more: the estimate is asked again (debounced), with the new lines.
     dock.last_estimate = None
     dock.vocabulary_editor.set_vocabulary(Vocabulary.from_lines("building,roof\nwater,river"))
-    assert dock.size_label.text().endswith("engine: estimating…")
+    assert dock.time_label.text() == "estimating…"
     wait_for(lambda: dock.last_estimate is not None, 60)
     assert dock.estimates_sent == sent + 1
     assert dock._classes_estimated == ["building,roof", "water,river"]
@@ -278,10 +286,11 @@ def test_without_an_engine_the_size_line_says_so(dock, tmp_path):
         dock.extent_widget.setOutputCrs(utm)
         dock.extent_widget.setOutputExtentFromUser(QgsRectangle(0, 0, 100, 100), utm)
         dock.gsd_spin.setValue(1.0)
-        wait_for(lambda: "not set up" in dock.size_label.text(), 10)
+        wait_for(lambda: "not set up" in dock.time_label.text(), 10)
     finally:
         set_engine_python(None)
-    assert dock.size_label.text().startswith("100 × 100 px at 1 m/px")
+    assert dock.size_label.text() == "100 m × 100 m (1.0 ha)"
+    assert dock.model_label.text() == "100 × 100 px"
     assert dock.last_estimate is None
 
 
