@@ -47,7 +47,6 @@ from ..core.capture import (
     capture_rendered,
     metres_to_map_units,
     native_gsd_m,
-    pixel_size,
 )
 from ..core.estimate import EstimateJob
 from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
@@ -57,7 +56,7 @@ from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY, S
 from .advanced_section import AdvancedSection
 from .engine_section import EngineSection
 from .vocabulary_editor import VocabularyEditor
-from .work_estimate import WorkEstimate
+from .work_estimate import TIME_TOOLTIP, WorkEstimate
 
 DOCK_OBJECT_NAME = "RsOvsegDock"
 # SegEarth-OV resizes a 1000-pixel OpenEarthMap tile to 448 pixels: the default working resolution is
@@ -82,7 +81,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.run: SegmentRun | None = None
         self._render_dir = tempfile.TemporaryDirectory(prefix="rs_ovseg_")
         self._closed = False
-        self._size_text = ""  # the panel's own pixel count; the engine's estimate is added below it
+        self._size_text = ""  # the output line as last shown (ui.work_estimate)
         self._estimable = False  # an extent and a resolution that give a pixel size
         self._estimate_generation = 0  # answers to older requests are dropped
         self._classes_estimated: list[str] | None = None  # the vocabulary lines the last estimate sent
@@ -136,7 +135,11 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.gsd_spin.setDecimals(2)
         self.gsd_spin.setSuffix(" m/px")
         self.gsd_spin.setValue(1.0)
-        self.gsd_spin.setToolTip("Ground size of a pixel fed to the model (metres per pixel)")
+        self.gsd_spin.setToolTip(
+            "The resolution the model looks at: the ground size of one pixel it sees (metres per pixel). "
+            "The input is resampled to it; the output keeps the input's own pixels (a rendered map: these)."
+            " Coarser is faster; objects need a few of these pixels to be found."
+        )
         self.gsd_default_button = QPushButton("Default", where_box)
         self.gsd_default_button.setToolTip(
             "The layer's pixel size × 1000/448, as SegEarth-OV sees OpenEarthMap"
@@ -145,10 +148,19 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         gsd_row = QHBoxLayout()
         gsd_row.addWidget(self.gsd_spin, 1)
         gsd_row.addWidget(self.gsd_default_button)
-        form.addRow("Resolution", gsd_row)
-        self.size_label = QLabel(where_box)
+        # What the run writes first, then what the model looks at (the setting users change) and its
+        # grid: two resolutions, told apart by their labels (engine estimate: ui.work_estimate).
+        self.size_label = QLabel(where_box)  # the output raster
         self.size_label.setWordWrap(True)
-        form.addRow("Size", self.size_label)
+        self.size_label.setToolTip("The class raster the run writes: its pixels, pixel size and ground")
+        form.addRow("Output", self.size_label)
+        form.addRow("Model sees", gsd_row)
+        self.model_label = QLabel(where_box)
+        self.model_label.setWordWrap(True)
+        self.model_label.setToolTip(
+            "The extent at the model's resolution, and the sliding windows of the model that cover it"
+        )
+        form.addRow("", self.model_label)
         self.method_combo = QComboBox(where_box)
         for name, label in METHODS:
             self.method_combo.addItem(label, name)
@@ -157,6 +169,10 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         for name, label in DEVICES:
             self.device_combo.addItem(label, name)
         form.addRow("Device", self.device_combo)
+        self.time_label = QLabel(where_box)
+        self.time_label.setWordWrap(True)
+        self.time_label.setToolTip(TIME_TOOLTIP)
+        form.addRow("Expected time", self.time_label)
         for combo in (self.source_combo, self.method_combo, self.device_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(10)
@@ -214,6 +230,8 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.extent_widget.extentChanged.connect(lambda _extent: self.update_size_label())
         self.gsd_spin.valueChanged.connect(lambda _value: self.update_size_label())
+        for combo in (self.method_combo, self.device_combo):  # windows and their speed depend on both
+            combo.currentIndexChanged.connect(lambda _index: self.update_size_label())
         self.engine_options_edit.editingFinished.connect(self.schedule_estimate)
         self._layer_changed(self.layer_combo.currentLayer())
 
@@ -339,33 +357,6 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         if extent is None or extent.isEmpty():
             return None
         return QgsReferencedRectangle(extent, self.extent_widget.outputCrs())
-
-    def update_size_label(self) -> None:
-        """The extent's size in pixels at the resolution now; the engine's estimate follows shortly."""
-        self._estimate_generation += 1  # whatever is in flight describes an older choice
-        self._estimable = False
-        extent = self.current_extent()
-        if extent is None:
-            self._set_size_text("choose an extent")
-            return
-        crs = extent.crs()
-        step = metres_to_map_units(self.gsd_spin.value(), crs, extent.center().y())
-        try:
-            width, height = pixel_size(QgsRectangle(extent), step)
-        except CaptureError as error:
-            self._set_size_text(str(error))
-            return
-        megapixels = width * height / 1e6
-        self._set_size_text(
-            f"{width:,} × {height:,} px at {self.gsd_spin.value():g} m/px ({megapixels:.2f} Mpx)",
-            "engine: estimating…",
-        )
-        self._estimable = True
-        self.schedule_estimate()
-
-    def _set_size_text(self, text: str, engine_line: str = "") -> None:
-        self._size_text = text
-        self.size_label.setText(f"{text}\n{engine_line}" if engine_line else text)
 
     def use_selection_extent(self) -> None:
         layer = self.iface.activeLayer() if self.iface is not None else None
