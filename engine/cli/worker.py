@@ -37,6 +37,7 @@ import queue
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from typing import TextIO
 
 from engine.cli.diagnostics import engine_report
@@ -54,6 +55,40 @@ IDLE_TRIM_SECONDS = 15.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", help="level of log events sent to the client")
+
+
+#: Longest request line read (a vocabulary of hundreds of classes is a few hundred KB); longer lines are
+#: skipped unread and answered with an error, so a runaway client cannot fill the worker's memory.
+MAX_REQUEST_BYTES = 32 * 2**20
+
+
+def brief(value: object, limit: int = 120) -> str:
+    """``repr``/``str`` of a client's value cut to ``limit`` characters (errors echo what was sent)."""
+    text = str(value) if isinstance(value, Exception) else repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
+def request_lines(stream) -> Iterator[str | ValueError]:
+    """Lines of ``stream`` (text or its bytes buffer) as text; a ValueError in place of a line that is
+    not UTF-8 or is longer than ``MAX_REQUEST_BYTES``."""
+    source = getattr(stream, "buffer", stream)
+    while True:
+        line = source.readline(MAX_REQUEST_BYTES + 1)
+        if not line:
+            return
+        newline = b"\n" if isinstance(line, bytes) else "\n"
+        if len(line) > MAX_REQUEST_BYTES and not line.endswith(newline):
+            while (rest := source.readline(2**20)) and not rest.endswith(newline):
+                pass
+            yield ValueError(f"a request line is longer than {MAX_REQUEST_BYTES // 2**20} MB")
+            continue
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield ValueError(f"not UTF-8 text (byte {exc.start} of the line)")
+                continue
+        yield line
 
 
 class Channel:
@@ -110,18 +145,24 @@ class Worker:
             return self.tokens.setdefault(request_id, CancelToken())
 
     def read_requests(self, stream: TextIO) -> None:
-        """Reader thread: parse lines; cancel/shutdown act at once, other requests are queued."""
-        for line in stream:
-            line = line.strip()
-            if not line:
-                continue
+        """Reader thread: parse lines; cancel/shutdown act at once, other requests are queued.
+
+        Nothing a client sends can stop this thread: a line that is not UTF-8, not JSON, not an object
+        or too long is answered with an error event and the next line is read.
+        """
+        for line in request_lines(stream):
             try:
+                if isinstance(line, Exception):
+                    raise line
+                line = line.strip()
+                if not line:
+                    continue
                 message = json.loads(line)
                 if not isinstance(message, dict):
                     raise ValueError("a request must be a JSON object")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 self.channel.send(
-                    {"id": None, "event": "error", "kind": "user", "message": f"bad request: {exc}"}
+                    {"id": None, "event": "error", "kind": "user", "message": f"bad request: {brief(exc)}"}
                 )
                 continue
             command, request_id = message.get("command"), message.get("id")
@@ -170,7 +211,7 @@ class Worker:
                 result = self.segment(key, args)
             else:
                 raise UserError(
-                    f"unknown command {command!r}: use segment, estimate, info, cancel or shutdown"
+                    f"unknown command {brief(command)}: use segment, estimate, info, cancel or shutdown"
                 )
             self.channel.send({"id": request_id, "event": "result", "result": result})
         except UserError as exc:
