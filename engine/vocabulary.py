@@ -6,7 +6,12 @@ synonyms. Class indices in output rasters are 1..N in vocabulary order; 0 means 
 Three input forms:
 - command line: ``--class "building,roof,house"`` (commas separate synonyms, the first is the name);
 - JSON: a list of ``{"name": ..., "synonyms": [...], "colour": "#rrggbb" | [r, g, b], "threshold": 0.2}``
-  (only ``name`` is required; ``{"classes": [...]}`` is accepted too);
+  (only ``name`` is required; ``{"classes": [...]}`` is accepted too). A class may give whole prompts
+  instead, ``"prompts": ["Aerial photo of an asphalt road in the city"]``: each is one query used as
+  written, without templates, and the name is then only the label. The object form may carry
+  ``"method_thresholds": {"segearth-ov": 0.1}``, the run threshold per method (a threshold's meaning
+  depends on the method: engine.methods.spec.ThresholdRule); its older ``"threshold": 0.1`` is read as
+  SegEarth-OV's, the method whose dataset thresholds the presets carry;
 - SegEarth-OV's plain text (``configs/cls_*.txt``): one class per line, commas separate synonyms.
 """
 
@@ -45,18 +50,25 @@ UNCLASSIFIED_NAME = "unclassified"
 
 @dataclass(frozen=True)
 class ClassSpec:
-    """One output class. ``synonyms`` starts with ``name``; ``threshold`` None means the run's default."""
+    """One output class. ``synonyms`` (template-expanded queries) starts with ``name`` unless the class
+    gives literal ``prompts``; ``threshold`` None means the run's default."""
 
     name: str
     synonyms: tuple[str, ...]
     colour: Colour
     threshold: float | None = None
+    prompts: tuple[str, ...] = ()  # whole prompts, queried as written (no templates)
 
     def to_json(self) -> dict:
         out = {"name": self.name, "synonyms": list(self.synonyms), "colour": colour_to_hex(self.colour)}
+        if self.prompts:
+            out["prompts"] = list(self.prompts)
         if self.threshold is not None:
             out["threshold"] = self.threshold
         return out
+
+    def queries(self) -> list[str]:
+        return [*self.synonyms, *self.prompts]
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,8 @@ class Vocabulary:
     """An ordered, non-empty list of classes with unique names."""
 
     classes: tuple[ClassSpec, ...] = field(default_factory=tuple)
+    #: Run threshold per method name, e.g. a benchmark preset's SegEarth-OV probability threshold.
+    method_thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -84,12 +98,16 @@ class Vocabulary:
         return [c.name for c in self.classes]
 
     def queries(self) -> list[str]:
-        """Every synonym of every class, in class order: the text queries given to the model."""
-        return [s for c in self.classes for s in c.synonyms]
+        """Every synonym, then every literal prompt, of every class in class order: the model's queries."""
+        return [q for c in self.classes for q in c.queries()]
+
+    def literal_queries(self) -> list[bool]:
+        """Per query: True for a literal prompt (encoded as written), False for a templated synonym."""
+        return [flag for c in self.classes for flag in [False] * len(c.synonyms) + [True] * len(c.prompts)]
 
     def query_to_class(self) -> list[int]:
         """For each query, the 0-based index of its class (output value = index + 1)."""
-        return [i for i, c in enumerate(self.classes) for _ in c.synonyms]
+        return [i for i, c in enumerate(self.classes) for _ in c.queries()]
 
     def thresholds(self, default: float) -> list[float]:
         """Per-class probability threshold: the class's own, else ``default``."""
@@ -103,7 +121,9 @@ class Vocabulary:
         return [c.to_json() for c in self.classes]
 
     def merged(self, other: Vocabulary | None) -> Vocabulary:
-        return self if other is None else Vocabulary(self.classes + other.classes)
+        if other is None:
+            return self
+        return Vocabulary(self.classes + other.classes, {**self.method_thresholds, **other.method_thresholds})
 
 
 def parse_colour(value: object, where: str) -> Colour:
@@ -163,7 +183,9 @@ def _threshold(value: object, where: str) -> float | None:
 
 def from_json_data(data: object, where: str = "vocabulary") -> Vocabulary:
     """The JSON form (already parsed): a list of class objects or plain strings, or ``{"classes": [...]}``."""
+    method_thresholds: dict[str, float] = {}
     if isinstance(data, dict) and "classes" in data:
+        method_thresholds = _method_thresholds(data, where)
         data = data["classes"]
     if not isinstance(data, list):
         raise UserError(f"{where}: expected a list of classes, got {type(data).__name__}")
@@ -180,11 +202,34 @@ def from_json_data(data: object, where: str = "vocabulary") -> Vocabulary:
             extra = extra.split(",")
         if not isinstance(extra, list):
             raise UserError(f'{label}: "synonyms" must be a list of strings')
-        synonyms = _clean_synonyms([item["name"], *extra], where)
+        prompts = item.get("prompts") or []
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise UserError(f'{label}: "prompts" must be a list of whole prompts (strings)')
+        name = " ".join(item["name"].split())
+        if prompts:
+            prompts = _clean_synonyms(prompts, label)
+            synonyms = _clean_synonyms(extra, label) if any(str(e).strip() for e in extra) else ()
+        else:
+            synonyms = _clean_synonyms([item["name"], *extra], where)
+            name = synonyms[0]
+        if not name:
+            raise UserError(f"empty class in {where}: a class needs a name")
         colour_value = item.get("colour", item.get("color"))
         colour = _palette_colour(i) if colour_value is None else parse_colour(colour_value, label)
-        classes.append(ClassSpec(synonyms[0], synonyms, colour, _threshold(item.get("threshold"), label)))
-    return Vocabulary(tuple(classes))
+        threshold = _threshold(item.get("threshold"), label)
+        classes.append(ClassSpec(name, synonyms, colour, threshold, tuple(prompts)))
+    return Vocabulary(tuple(classes), method_thresholds)
+
+
+def _method_thresholds(data: dict, where: str) -> dict[str, float]:
+    """``"method_thresholds"`` of a vocabulary object; a plain ``"threshold"`` counts as SegEarth-OV's."""
+    given = data.get("method_thresholds") or {}
+    if not isinstance(given, dict):
+        raise UserError(f'{where}: "method_thresholds" must map method names to thresholds')
+    out = {str(k): _threshold(v, f"method {k!r} in {where}") for k, v in given.items()}
+    if data.get("threshold") is not None:
+        out.setdefault("segearth-ov", _threshold(data["threshold"], where))
+    return out
 
 
 def from_text(text: str, where: str = "vocabulary") -> Vocabulary:
@@ -216,10 +261,14 @@ def build_vocabulary(
 ) -> Vocabulary:
     """Classes from a file / JSON object first, then ``--class`` arguments, checked together."""
     classes: list[ClassSpec] = []
-    if file is not None:
-        classes.extend(load_vocabulary_file(file).classes)
-    if json_data is not None:
-        classes.extend(from_json_data(json_data).classes)
+    method_thresholds: dict[str, float] = {}
+    for loaded in (
+        load_vocabulary_file(file) if file is not None else None,
+        from_json_data(json_data) if json_data is not None else None,
+    ):
+        if loaded is not None:
+            classes.extend(loaded.classes)
+            method_thresholds.update(loaded.method_thresholds)
     for text in class_arguments or ():
         classes.append(parse_class_argument(text, len(classes)))
-    return Vocabulary(tuple(classes))
+    return Vocabulary(tuple(classes), method_thresholds)

@@ -52,7 +52,9 @@ class TextQueryMethod:
     def crop_stride(self) -> int:
         return self.settings.crop_stride
 
-    def set_queries(self, queries: list[str]) -> None:
+    def set_queries(self, queries: list[str], literal: list[bool] | None = None) -> None:
+        """Embed ``queries`` (their order is the channel order). ``literal``: per query, True for a whole
+        prompt encoded as written instead of through the templates."""
         from engine.clip.text import encode_queries
         from engine.clip.text_store import default_text_store
         from engine.errors import UserError
@@ -60,12 +62,23 @@ class TextQueryMethod:
         if not queries:
             raise UserError("the vocabulary is empty: give at least one class name")
         self.queries = list(queries)
-        self.query_features = encode_queries(
-            self.model,
-            self.tokenizer,
-            self.queries,
-            self.templates,
-            device=self.device,
-            dtype=torch.float32,
-            store=default_text_store(),
-        )
+        literal = list(literal) if literal is not None else [False] * len(queries)
+        if len(literal) != len(queries):
+            raise ValueError(f"{len(literal)} literal flags for {len(queries)} queries")
+        groups = {False: list(self.templates), True: ["{}"]}  # "{}": the prompt itself
+        features: dict[int, torch.Tensor] = {}
+        for flag, templates in groups.items():
+            positions = [i for i, is_literal in enumerate(literal) if is_literal == flag]
+            if not positions:
+                continue
+            encoded = encode_queries(
+                self.model,
+                self.tokenizer,
+                [self.queries[i] for i in positions],
+                templates,
+                device=self.device,
+                dtype=torch.float32,
+                store=default_text_store(),
+            )
+            features.update(zip(positions, encoded))
+        self.query_features = torch.stack([features[i] for i in range(len(queries))])

@@ -1,7 +1,8 @@
 """Methods by name, and the models they need loaded once and reused (the worker keeps one cache).
 
-``METHODS`` maps a method name (``--method``) to a factory ``(MethodOptions, ModelCache) → DenseMethod``.
-A new method is one entry here plus its module under ``engine/methods``.
+A method is declared by its spec (engine.methods.spec.MethodSpec: defaults, own options, factory),
+registered by one line in engine.methods.catalogue; ``create_method`` builds it from the spec's factory
+``(MethodOptions, ModelCache) → DenseMethod``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from engine.errors import UserError
-from engine.methods.reseg.factory import EXTRA_OPTIONS, create_reseg_clip
+from engine.methods.catalogue import SPECS, method_spec
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class ModelCache:
         self._upsampler.clear()
 
 
-def _segearth_ov(options: MethodOptions, models: ModelCache):
+def create_segearth_ov(options: MethodOptions, models: ModelCache):
+    """``(MethodOptions, ModelCache) → SegEarthOV``: the factory named by SegEarth-OV's spec."""
     from engine.methods.segearth_ov import SegEarthOV, SegEarthOVSettings
     from engine.runtime.precision import torch_dtype
 
@@ -119,34 +120,20 @@ def _segearth_ov(options: MethodOptions, models: ModelCache):
 
 
 MethodFactory = Callable[[MethodOptions, ModelCache], object]
-METHODS: dict[str, MethodFactory] = {"segearth-ov": _segearth_ov, "reseg-clip": create_reseg_clip}
-DEFAULT_METHOD = "segearth-ov"
-
-#: Options in ``MethodOptions.extra`` that only some methods understand (others refuse them).
-METHOD_EXTRA_OPTIONS: dict[str, frozenset[str]] = {"segearth-ov": frozenset(), "reseg-clip": EXTRA_OPTIONS}
+#: Method names (``--method``), from the catalogue of specs.
+METHODS = tuple(SPECS)
 
 
 def default_crop_geometry(name: str) -> tuple[int, int]:
     """(crop size, crop stride) in working pixels that method ``name`` uses by default, so a run can be
     planned (and estimated) before the model loads. SegEarth-OV: 224 / 112; ReSeg-CLIP: 224 / 224."""
-    if name == "reseg-clip":
-        from engine.methods.reseg_clip import ResegClipSettings
-
-        defaults = ResegClipSettings()
-    elif name == "segearth-ov":
-        from engine.methods.segearth_ov import SegEarthOVSettings
-
-        defaults = SegEarthOVSettings()
-    else:
-        raise UserError(f"unknown method {name!r}: use one of {', '.join(sorted(METHODS))}")
-    return int(defaults.crop_size), int(defaults.crop_stride)
+    spec = method_spec(name)
+    return spec.crop_size, spec.crop_stride
 
 
 def create_method(name: str, options: MethodOptions, models: ModelCache | None = None):
     """Build method ``name``; unknown names are a user error listing the known ones."""
-    factory = METHODS.get(name)
-    if factory is None:
-        raise UserError(f"unknown method {name!r}: use one of {', '.join(sorted(METHODS))}")
+    spec = method_spec(name)
     if options.random_weights:
         log.warning(RANDOM_WEIGHTS_WARNING)
-    return factory(options, models or ModelCache())
+    return spec.create(options, models or ModelCache())

@@ -92,11 +92,24 @@ class AxisTile:
         return self.crops[1] - self.crops[0]
 
 
+def padded_length(length: int, crop: int, stride: int) -> int:
+    """Working pixels the crops cover when the last crop is padded at the raster edge instead of shifted
+    back inside (ReSeg-CLIP's reference pads it with black): crops start at 0, stride, 2·stride, …"""
+    count = -(-max(length - crop, 0) // stride) + 1
+    return (count - 1) * stride + crop
+
+
 def plan_axis(
-    out_length: int, working_length: int, tile: int, crop: int, stride: int
+    out_length: int,
+    working_length: int,
+    tile: int,
+    crop: int,
+    stride: int,
+    span_length: int | None = None,
 ) -> tuple[list[AxisTile], list[tuple[int, int]]]:
-    """Tiles of ``tile`` output pixels along an axis, and the axis' crop spans."""
-    spans = crop_spans(working_length, crop, stride)
+    """Tiles of ``tile`` output pixels along an axis, and the axis' crop spans. ``span_length``: the
+    crops' grid covers this many working pixels (≥ ``working_length``; past it the image is padded)."""
+    spans = crop_spans(span_length or working_length, crop, stride)
     starts = [s for s, _ in spans]
     ends = [e for _, e in spans]
     tiles = []
@@ -197,11 +210,16 @@ def plan_tiles(
     stride: int,
     tile_working: int,
     max_output_tile: int,
+    pad_edges: bool = False,
 ) -> TilePlan:
+    """Tiles and crops over the output grid; ``pad_edges``: crops past the raster edge are padded
+    (``padded_length``) instead of the last one being shifted back inside."""
     tile_x = output_tile_size(tile_working, out_width / working_width, max_output_tile)
     tile_y = output_tile_size(tile_working, out_height / working_height, max_output_tile)
-    rows, row_spans = plan_axis(out_height, working_height, tile_y, crop, stride)
-    cols, col_spans = plan_axis(out_width, working_width, tile_x, crop, stride)
+    span_h = padded_length(working_height, crop, stride) if pad_edges else None
+    span_w = padded_length(working_width, crop, stride) if pad_edges else None
+    rows, row_spans = plan_axis(out_height, working_height, tile_y, crop, stride, span_h)
+    cols, col_spans = plan_axis(out_width, working_width, tile_x, crop, stride, span_w)
     return TilePlan(rows, cols, row_spans, col_spans)
 
 

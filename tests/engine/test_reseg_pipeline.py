@@ -19,8 +19,9 @@ from osgeo import gdal
 from raster_files import UTM_1M, random_bands, write_raster
 
 from engine.cli import main
-from engine.cli.segment import method_extra, parse_parameter_sets, resolve_options
 from engine.errors import UserError
+from engine.methods.reseg.spec import parse_parameter_sets
+from engine.options import SegmentOptions
 
 gdal.UseExceptions()
 ONE_SET = json.dumps(
@@ -164,28 +165,26 @@ def test_bad_reseg_options_fail_before_writing(extra_args, message, tmp_path, ra
 def test_option_mapping_into_method_extra(tmp_path):
     sets_file = tmp_path / "sets.json"
     sets_file.write_text(ONE_SET)
-    options = resolve_options(
-        {
-            "input": "x.tif",
-            "method": "reseg-clip",
-            "sam": "sam-vit-b",
-            "schedule": "sam1,self",
-            "sam_window": 448,
-            "mask_cache": str(tmp_path),
-            "sam_parameter_sets": str(sets_file),
-        }
-    )
-    assert method_extra(options) == {
+    raw = {
+        "input": "x.tif",
+        "method": "reseg-clip",
+        "sam": "sam-vit-b",
+        "schedule": "sam1,self",
+        "sam_window": 448,
+        "mask_cache": str(tmp_path),
+        "sam_parameter_sets": str(sets_file),
+    }
+    assert SegmentOptions.from_mapping(raw).method_extra() == {
         "sam": "sam-vit-b",
         "schedule": "sam1,self",
         "sam_window": 448,
         "mask_cache_dir": str(tmp_path),
         "sam_parameter_sets": json.loads(ONE_SET),
     }
-    assert method_extra(resolve_options({"input": "x.tif"})) == {}
+    assert SegmentOptions.from_mapping({"input": "x.tif"}).method_extra() == {}
     assert parse_parameter_sets(json.loads(ONE_SET)) == json.loads(ONE_SET)  # worker: JSON already parsed
     with pytest.raises(UserError, match="whole number"):
-        method_extra({**options, "sam_window": "big"})
+        SegmentOptions.from_mapping({**raw, "sam_window": "big"})
 
 
 def test_worker_accepts_the_same_option_names(tmp_path, raster):

@@ -188,7 +188,7 @@ def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twi
 
     import engine.cli.worker as worker_module
     import engine.pipeline.segment
-    from engine.cli.segment import pipeline_settings, resolve_options, segment_request
+    from engine.options import SegmentOptions
     from engine.pipeline.crop_logits import count_crop_evaluations
     from engine.pipeline.segment import prepare
 
@@ -206,9 +206,9 @@ def test_estimate_with_the_vocabulary_counts_windows_a_wide_raster_evaluates_twi
     told = served.estimate({"input": src, "gsd": 1.0, "classes": classes})
     assert plain["crop_evaluations"] == plain["crops"]  # each window once: the old count
     assert told["crop_evaluations"] > told["crops"]  # windows of the tile-row borders, twice
-    options = resolve_options({"input": src, "gsd": 1.0, "classes": classes})
-    settings = pipeline_settings(options)
-    prepared = prepare(segment_request(options), settings=settings, check_outputs=False)
+    options = SegmentOptions.from_mapping({"input": src, "gsd": 1.0, "classes": classes})
+    settings = options.pipeline_settings()
+    prepared = prepare(options.segment_request(), settings=settings, check_outputs=False)
     prepared.source.close()
     counted = count_crop_evaluations(prepared.plan, settings.kept_logits_budget, 60, 0)
     assert told["crop_evaluations"] == counted

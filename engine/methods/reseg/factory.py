@@ -14,10 +14,11 @@ SAM models are loaded once per process and kept (the worker segments many reques
 from __future__ import annotations
 
 from engine.errors import UserError
+from engine.methods.reseg.spec import RESEG_CLIP
 
 _SAM_MODELS: dict[tuple, tuple] = {}
-#: The ``MethodOptions.extra`` keys ReSeg-CLIP understands (see the module docstring).
-EXTRA_OPTIONS = frozenset({"sam", "schedule", "sam_window", "mask_cache_dir", "sam_parameter_sets"})
+#: The ``MethodOptions.extra`` keys ReSeg-CLIP understands (declared by its spec).
+EXTRA_OPTIONS = frozenset(option.key for option in RESEG_CLIP.extra)
 
 
 def load_sam_cached(spec: str | None, *, random_weights: bool, seed: int):
