@@ -224,6 +224,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
             # Both: a project's first layer changes the extent first and the CRS just after.
             canvas.extentsChanged.connect(self.follow_map_view)
             canvas.destinationCrsChanged.connect(self.follow_map_view)
+            self.attach_extent_outline(canvas)  # the chosen extent on the map (ui.work_estimate)
             self.follow_map_view()
         self._connect_project_state()
         self.source_combo.currentIndexChanged.connect(self._source_changed)
@@ -264,6 +265,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
             for signal in (canvas.extentsChanged, canvas.destinationCrsChanged):
                 with contextlib.suppress(TypeError):
                     signal.disconnect(self.follow_map_view)
+            self.remove_extent_outline()
         for signal, slot in (
             (project.readProject, self._project_read),
             (project.cleared, self.load_project_state),
