@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from qgis.core import QgsRasterLayer, QgsRectangle
+from qgis.gui import QgsExtentWidget
 
 from ..core import engine_service
 from ..core.capture import (
@@ -37,6 +38,7 @@ from ..core.estimate import (
 from ..core.settings import engine_python
 from ..core.vocabulary import VocabularyError
 from ..definitions import SOURCE_LAYER
+from .extent_outline import ExtentOutline
 
 TIME_TOOLTIP = (
     "Windows to evaluate × this computer's seconds per window: measured by the last runs here with the "
@@ -46,11 +48,36 @@ TIME_TOOLTIP = (
 
 
 class WorkEstimate:
+    extent_outline: ExtentOutline | None = None
+
+    # --- the extent on the map -------------------------------------------------------------------
+    def attach_extent_outline(self, canvas) -> None:
+        """Outline the chosen extent on ``canvas`` while the panel is shown (not while it follows the
+        map view: the view's own border is that outline)."""
+        self.extent_outline = ExtentOutline(canvas)
+        canvas.destinationCrsChanged.connect(self.outline_extent)
+        self.visibilityChanged.connect(lambda _visible: self.outline_extent())
+
+    def outline_extent(self) -> None:
+        if self.extent_outline is None:
+            return
+        following = self.extent_widget.extentState() == QgsExtentWidget.CurrentExtent
+        shown = self.isVisible() and not following
+        self.extent_outline.show(self.current_extent() if shown else None)
+
+    def remove_extent_outline(self) -> None:
+        if self.extent_outline is not None:
+            with contextlib.suppress(TypeError):
+                self.extent_outline.canvas.destinationCrsChanged.disconnect(self.outline_extent)
+            self.extent_outline.remove()
+            self.extent_outline = None
+
     # --- the panel's own arithmetic ----------------------------------------------------------------
     def update_size_label(self) -> None:
         """What the extent covers and its pixels at the resolution now; the engine's estimate follows."""
         self._estimate_generation += 1  # whatever is in flight describes an older choice
         self._estimable = False
+        self.outline_extent()
         extent = self.current_extent()
         if extent is None:
             self._show_estimate("choose an extent", "", "")
