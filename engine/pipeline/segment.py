@@ -72,6 +72,8 @@ class SegmentRequest:
     gsd: float | None = None  # working metres per pixel; None: native × grids.DEFAULT_GSD_FACTOR
     threshold: float = ScoringSettings.threshold
     overwrite: bool = False
+    # GCP/RPC (or rotated) rasters: resample to a north-up grid instead of keeping their GCPs/RPCs.
+    warp: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class PreparedRun:
             "window": asdict(self.grid.window),
             "native_gsd": list(self.grid.native_gsd),
             "georeferenced": self.grid.georeferenced,
+            "geometry": self.grid.geometry_label,
             "working_size": [self.working.width, self.working.height],
             "working_gsd": self.working.gsd,
             "pixels": self.grid.width * self.grid.height,
@@ -176,25 +179,18 @@ def prepare(
             )
         if len(set(outputs.values())) != len(outputs):
             raise UserError("the class raster, confidence raster and sidecar must be different files")
-    source = RasterSource(request.input, parse_bands(bands) if isinstance(bands, str) else bands)
+    source = RasterSource(
+        request.input, parse_bands(bands) if isinstance(bands, str) else bands, warp=request.warp
+    )
     try:
         size = (source.width, source.height)
         if not source.georeferenced:
             warnings.append(
                 f"{source.path} has no georeferencing: output in pixel space, --gsd in source pixels"
             )
-        window = grids.PixelWindow(0, 0, *size)
-        if request.bbox is not None:
-            if not source.georeferenced and request.bbox_crs:
-                raise UserError("--bbox-crs needs a georeferenced raster; without one give --bbox in pixels")
-            window, clipped = grids.window_from_bbox(
-                source.geotransform, source.projection_wkt, size, request.bbox, request.bbox_crs
-            )
-            if clipped:
-                warnings.append("--bbox extends beyond the raster: it was cut to the raster's extent")
-        grid = grids.output_grid(
-            source.geotransform, source.projection_wkt, source.georeferenced, size, window
-        )
+        # The outputs keep the source's placement (geotransform, GCPs or RPCs; warped: the new grid's).
+        grid, grid_warnings = grids.requested_grid(source.geometry, size, request.bbox, request.bbox_crs)
+        warnings += grid_warnings
         working = grids.working_grid(grid, request.gsd)
         plan = _plan(grid, working, crop_size, crop_stride, settings)
     except Exception:
@@ -447,6 +443,7 @@ def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds,
             "window": asdict(grid.window),
             "geotransform": list(grid.geotransform) if grid.geotransform else None,
             "crs_wkt": grid.projection_wkt or None,
+            **_placement_record(grid),
             "values": {
                 "0": "unclassified or nodata",
                 **{str(i + 1): n for i, n in enumerate(vocabulary.names)},
@@ -457,6 +454,7 @@ def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds,
         "settings": {
             "bbox": request.bbox,
             "bbox_crs": request.bbox_crs,
+            "warp": request.warp,
             "native_gsd_m": list(grid.native_gsd),
             "working_gsd_m": working.gsd,
             "working_gsd_rule": "requested --gsd"
@@ -475,3 +473,14 @@ def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds,
         "method": method.describe(),
         "warnings": list(prepared.warnings),
     }
+
+def _placement_record(grid) -> dict:
+    """How the outputs are placed: "geometry" (geotransform, gcps, rpc, warped from gcps, none) and the
+    outputs' own GCPs or RPCs (those of the input shifted to the window)."""
+    placement = grid.placement
+    record: dict = {"geometry": grid.geometry_label}
+    if placement is not None and placement.kind == "gcps":
+        record["gcps"] = [list(point[:5]) for point in placement.gcps]
+    if placement is not None and placement.kind == "rpc":
+        record["rpc"] = dict(placement.rpc)
+    return record

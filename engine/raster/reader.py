@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.raster.gdal_setup import gdal_module as _gdal
+from engine.raster.geometry import IDENTITY_GEOTRANSFORM, read_geometry, warped_dataset
 
 log = logging.getLogger(__name__)
 # Longest run of rows fetched by one GDAL read when sampling rows (bounds the read buffer).
@@ -32,6 +33,7 @@ class SourceInfo:
     data_type: str
     georeferenced: bool
     has_nodata: bool
+    geometry: str = "none"  # how the input is placed: geotransform, gcps, rpc or none
 
 
 def parse_bands(text: str | list | tuple | None) -> tuple[int, ...] | None:
@@ -51,7 +53,9 @@ def parse_bands(text: str | list | tuple | None) -> tuple[int, ...] | None:
 class RasterSource:
     """A raster opened read-only with its chosen bands. Use as a context manager or call ``close``."""
 
-    def __init__(self, path: str | Path, bands: tuple[int, ...] | None = None) -> None:
+    def __init__(self, path: str | Path, bands: tuple[int, ...] | None = None, warp: bool = False) -> None:
+        """``warp``: read through a north-up warped VRT of the raster (engine.raster.geometry) when it is
+        placed by GCPs, RPCs or a rotated geotransform; ``geometry`` is then the warped grid's."""
         gdal = _gdal()
         self.path = str(path)
         if not Path(self.path).exists() and not self.path.startswith("/vsi"):
@@ -63,13 +67,17 @@ class RasterSource:
         if self.dataset is None or self.dataset.RasterCount == 0:
             raise UserError(f"cannot read {self.path} as a raster: it has no raster bands")
         self.bands = self._choose_bands(bands)
+        self.input_geometry = self.geometry = read_geometry(self.dataset)
+        if warp:
+            # The warped VRT reads through the original dataset, which therefore stays open.
+            self._unwarped = self.dataset
+            self.dataset, self.geometry = warped_dataset(self.dataset, self.geometry, self.path)
         self._bands = [self.dataset.GetRasterBand(b) for b in self.bands]
         self.width = self.dataset.RasterXSize
         self.height = self.dataset.RasterYSize
-        gt = self.dataset.GetGeoTransform(can_return_null=True)
-        self.projection_wkt = self.dataset.GetProjection() or ""
-        self.georeferenced = gt is not None and gt != (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-        self.geotransform = gt if gt is not None else (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+        self.projection_wkt = self.geometry.crs_wkt
+        self.georeferenced = self.geometry.georeferenced
+        self.geotransform = self.geometry.geotransform or IDENTITY_GEOTRANSFORM
         self.data_type = gdal.GetDataTypeName(self._bands[0].DataType)
         self.is_float = self.data_type.startswith("Float") or self.data_type.startswith("CFloat")
         self._masks = []
@@ -109,6 +117,7 @@ class RasterSource:
             self.data_type,
             self.georeferenced,
             self.has_nodata,
+            self.input_geometry.kind,
         )
 
     def read(
@@ -180,6 +189,7 @@ class RasterSource:
         self._bands = []
         self._masks = []
         self.dataset = None
+        self._unwarped = None
 
     def __enter__(self) -> RasterSource:
         return self

@@ -107,6 +107,9 @@ def _create(path: Path, grid: OutputGrid, data_type: int):
     gdal = _gdal()
     driver = gdal.GetDriverByName("GTiff")
     dataset = driver.Create(str(path), grid.width, grid.height, 1, data_type, list(GTIFF_OPTIONS))
+    if grid.placement is not None:
+        grid.placement.apply_to(dataset)  # geotransform and CRS, or the GCPs and their CRS, or the RPCs
+        return dataset
     if grid.geotransform is not None:
         dataset.SetGeoTransform(grid.geotransform)
     if grid.projection_wkt:
