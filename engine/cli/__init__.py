@@ -24,6 +24,7 @@ COMMANDS = {
     "compose": ("engine.cli.compose", "average several CLIP checkpoints into one (ReSeg-CLIP)"),
     "worker": ("engine.cli.worker", "serve JSON-lines requests on stdin/stdout (used by the plugin)"),
     "bench": ("engine.cli.bench", "run the benchmark suite"),
+    "evaluate": ("engine.cli.evaluate", "assess a class raster against reference labels or polygons"),
     "info": ("engine.cli.info", "report interpreter, versions, device and weights present"),
 }
 

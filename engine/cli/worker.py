@@ -11,6 +11,11 @@ Requests
                                                        reseg-clip only: sam, schedule, sam_window,
                                                        mask_cache, sam_parameter_sets)
   {"id": "r2", "command": "estimate", "args": {...}}  sizes/tiles/crops and expected time, no model
+  {"id": "r4", "command": "evaluate", "args": {...}}  accuracy of a class raster: args are the keywords
+                                                       of engine.assess.evaluate_map (prediction,
+                                                       reference, reference_field, mapping, ignore, bbox,
+                                                       bbox_crs, report, csv, plot); result = the report
+                                                       + "report" (same dict) + "files" (paths written)
   {"id": "r3", "command": "info"}                      interpreter, versions, devices, GPU memory
   {"command": "cancel", "id": "r1"}                    stop r1 (running or queued)
   {"command": "shutdown"}                              cancel what runs, then exit 0
@@ -209,9 +214,12 @@ class Worker:
                 result = self.estimate(args)
             elif command == "segment":
                 result = self.segment(key, args)
+            elif command == "evaluate":
+                result = self.evaluate(key, args)
             else:
                 raise UserError(
-                    f"unknown command {brief(command)}: use segment, estimate, info, cancel or shutdown"
+                    f"unknown command {brief(command)}: use segment, estimate, evaluate, info, cancel or "
+                    "shutdown"
                 )
             self.channel.send({"id": request_id, "event": "result", "result": result})
         except UserError as exc:
@@ -268,6 +276,19 @@ class Worker:
             "sidecar": result.sidecar,
             "record": result.record,
         }
+
+    def evaluate(self, key: str | None, args: dict) -> dict:
+        """Accuracy of a class raster (engine.assess.evaluate_map; ``args`` use its keyword names). The
+        result is the report's keys, plus ``report`` (the same report) and ``files`` (paths written)."""
+        from engine.assess.worker_request import run_evaluate_request
+        from engine.pipeline.progress import CancelToken
+
+        token = self.token_for(key) if key is not None else CancelToken()
+
+        def progress(event) -> None:
+            self.channel.send({"id": key, "event": "progress", **event.to_json()})
+
+        return run_evaluate_request(args, progress=progress, cancel=token)
 
 
 def run(args: argparse.Namespace) -> int:
