@@ -68,6 +68,24 @@ class SegEarthOVSettings:
             )
 
 
+def _check_upsampler_fits(
+    model: nn.Module, upsampler: nn.Module | None, model_info: dict, upsampler_info: dict
+):
+    """Refuse an upsampler made for other features than the CLIP model's (it would fail mid-run)."""
+    if upsampler is None:
+        return
+    feature_dim = getattr(model.visual, "output_dim", None)
+    weight = dict(upsampler.named_parameters()).get("fixup_proj.1.weight")
+    lifted = int(weight.shape[0]) if weight is not None else upsampler_info.get("dim")
+    if feature_dim and lifted and int(feature_dim) != int(lifted):
+        clip = model_info.get("name") or model_info.get("architecture") or "the CLIP model"
+        up = upsampler_info.get("name") or "the upsampler"
+        raise UserError(
+            f"{up} lifts {lifted}-channel features, but {clip} gives {feature_dim}-channel features: "
+            "choose an upsampler made for this CLIP model (--upsampler NAME|FILE), or --upsampler none"
+        )
+
+
 class SegEarthOV(TextQueryMethod):
     """SegEarth-OV on an open_clip ViT. Implements ``engine.methods.base.DenseMethod``.
 
@@ -94,6 +112,7 @@ class SegEarthOV(TextQueryMethod):
         model_info: dict | None = None,
         upsampler_info: dict | None = None,
     ):
+        _check_upsampler_fits(model, upsampler, model_info or {}, upsampler_info or {})
         self.settings = settings or SegEarthOVSettings()
         self.device = torch.device(device)
         self.dtype = resolve_dtype(dtype, self.device)
