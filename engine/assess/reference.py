@@ -189,6 +189,7 @@ def _raster_reference(path, dataset, target, map_size, field_name) -> Reference:
                 height=target.height,
                 dstSRS=target.projection_wkt,
                 resampleAlg="near",
+                errorThreshold=0.0,  # exact transformation per pixel: labels sit on exact cells
                 outputType=gdal.GDT_Int32,
                 dstNodata=NO_REFERENCE,
             ),
