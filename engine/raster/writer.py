@@ -10,6 +10,7 @@ category names in a ``.aux.xml`` side file, which travels with its raster.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Sequence
@@ -46,15 +47,16 @@ def sidecar_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".json")
 
 
-def _can_create_in(folder: Path) -> bool:
-    """Try it: permission bits lie for root and on read-only or special file systems."""
+def _creation_error(folder: Path) -> OSError | None:
+    """Why no file can be created in ``folder`` (None: it can). Tried, because permission bits lie for
+    root and on read-only or special file systems."""
     probe = folder / f".rs-ovseg-write-test-{uuid.uuid4().hex[:8]}"
     try:
         probe.touch(exist_ok=False)
-    except OSError:
-        return False
+    except OSError as error:
+        return error
     probe.unlink()
-    return True
+    return None
 
 
 def check_output_path(path: str | Path, overwrite: bool, what: str = "output") -> Path:
@@ -63,8 +65,10 @@ def check_output_path(path: str | Path, overwrite: bool, what: str = "output") -
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"the {what} folder does not exist: {folder}")
-    if not _can_create_in(folder):
-        raise UserError(f"the {what} folder is not writable: {folder}")
+    error = _creation_error(folder)
+    if error is not None:
+        why = "it is on a read-only file system" if error.errno == errno.EROFS else error.strerror
+        raise UserError(f"the {what} folder is not writable: {folder} ({why}); choose another folder")
     if path.is_dir():
         raise UserError(f"the {what} path is a folder: {path}")
     if path.exists() and not overwrite:
