@@ -1,6 +1,7 @@
 """The run itself: raster in, raster out — tile plan, crop logits, kept logits, scoring, progress.
 
 ``segment.py`` drives a run; ``tiling.py`` is its geometry; the rest are the stages it calls.
-May import runtime/, raster/, methods/ (through the registry), vocabulary and errors; nothing imports it
-but cli/ and bench/ (and raster/ for the progress types).
+May import runtime/, raster/, vocabulary and errors; the method arrives as an object (cli/ builds it
+through the registry). Imported by cli/, bench/, options/ (requests and settings) and assess/ (progress
+types); also by raster/sampling.py (tiling's axis sampling), an exception: that helper belongs in raster/.
 """
