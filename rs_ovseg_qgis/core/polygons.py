@@ -1,6 +1,8 @@
 """Class raster → GeoPackage polygons (GDAL's polygonize), with class name and area attributes.
 
-Pure GDAL/OGR: safe in a worker thread. Unclassified pixels (value 0) make no polygons.
+Pure GDAL/OGR: safe in a worker thread. Unclassified pixels (value 0) make no polygons. A class raster
+placed by GCPs or RPCs (the engine keeps an input's) is polygonized through GDAL's warper onto the
+north-up grid QGIS draws it on, so the polygons lie in the GCPs' CRS (RPCs: WGS 84) over the pixels shown.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def polygonize(class_raster: str | Path, out_gpkg: str | Path, vocabulary: Vocab
     out_gpkg = Path(out_gpkg)
     if out_gpkg.exists():
         raise FileExistsError(f"{out_gpkg} already exists")
-    raster = gdal.Open(str(class_raster))
-    if raster is None:
+    opened = gdal.Open(str(class_raster))
+    if opened is None:
         raise OSError(f"cannot open the class raster {class_raster}")
+    raster = _on_a_north_up_grid(opened)  # reads through ``opened``, which stays open meanwhile
     band = raster.GetRasterBand(1)
     srs = raster.GetSpatialRef()
     temporary = out_gpkg.with_name(f".partial-{out_gpkg.name}")
@@ -64,6 +67,15 @@ def polygonize(class_raster: str | Path, out_gpkg: str | Path, vocabulary: Vocab
         if temporary.exists():
             temporary.unlink()
     return out_gpkg
+
+
+def _on_a_north_up_grid(raster: gdal.Dataset) -> gdal.Dataset:
+    """The raster itself when a geotransform places it; if GCPs or RPCs do, a lazy warped VRT of it with
+    nearest-neighbour classes (GDAL's default GCP/RPC transformer, as QGIS uses to draw it)."""
+    placed_by_transformer = raster.GetGCPCount() > 0 or bool(raster.GetMetadata("RPC"))
+    if raster.GetGeoTransform(can_return_null=True) is not None or not placed_by_transformer:
+        return raster
+    return gdal.Warp("", raster, format="VRT", resampleAlg="near")
 
 
 def _fill_attributes(layer: ogr.Layer, vocabulary: Vocabulary, srs: osr.SpatialReference | None) -> None:

@@ -20,6 +20,7 @@ class SegmentJob:
     device: str = "auto"
     confidence: Path | None = None
     overwrite: bool = False
+    warp: bool = False  # GCP/RPC rasters: a north-up grid instead of their GCPs/RPCs (engine --warp)
     # Further engine options by their request names (clip, upsampler, attention, templates, seed, ...).
     options: dict = field(default_factory=dict)
 
@@ -35,6 +36,8 @@ class SegmentJob:
         }
         if self.confidence is not None:
             args["confidence"] = str(self.confidence)
+        if self.warp:
+            args["warp"] = True
         if self.capture.bbox is not None:
             args["bbox"] = list(self.capture.bbox)
             args["bbox_crs"] = self.capture.bbox_crs

@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -87,6 +88,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     THRESHOLD = "THRESHOLD"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
     ENGINE_OPTIONS = "ENGINE_OPTIONS"
+    WARP = "WARP"
 
     def __init__(self):
         super().__init__()
@@ -111,6 +113,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             "VOCABULARY (advanced): a vocabulary as JSON (colours, per-class thresholds); replaces CLASSES.\n"
             "ENGINE_OPTIONS (advanced): JSON object of further engine settings (clip, upsampler, attention, "
             "templates, seed, batch_size, tile_size).\n"
+            "WARP (advanced): a raster placed by ground control points or RPCs is written on a north-up "
+            "grid (the GCPs' CRS; RPCs: the scene's UTM zone) instead of its own pixels with its GCPs/RPCs.\n"
             "Layers that are not files (WMS, XYZ) are rendered at RESOLUTION first."
         )
 
@@ -167,6 +171,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         for parameter in (vocabulary, threshold, engine_options, confidence):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
+        warp = QgsProcessingParameterBoolean(
+            self.WARP, "Warp a raster placed by GCPs or RPCs to a north-up grid", defaultValue=False
+        )
+        warp.setFlags(warp.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(warp)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Classes"))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -255,6 +264,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             method=METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0],
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
             confidence=Path(confidence) if confidence else None,
+            warp=self.parameterAsBoolean(parameters, self.WARP, context),
             # Processing's destinations were confirmed by the user (its file dialog asks before replacing).
             overwrite=True,
             options=self._engine_options,

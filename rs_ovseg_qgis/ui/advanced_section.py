@@ -34,6 +34,12 @@ class AdvancedSection(QgsCollapsibleGroupBox):
         self.confidence_check = QCheckBox("Also write a confidence raster", self)
         form.addRow(self.polygons_check)
         form.addRow(self.confidence_check)
+        self.warp_check = QCheckBox("Warp GCP/RPC rasters to a north-up grid", self)
+        self.warp_check.setToolTip(
+            "Rasters placed by ground control points or RPCs (raw scenes, georeferenced scans): resample "
+            "the result to a north-up grid instead of keeping the input's pixels with its GCPs/RPCs"
+        )
+        form.addRow(self.warp_check)
         self.output_widget = QgsFileWidget(self)
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_widget.setToolTip("Where results are written; stored with the project")

@@ -392,6 +392,8 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
             parameters["OUTPUT_POLYGONS"] = str(files["polygons"])
         if self.confidence_check.isChecked():
             parameters["OUTPUT_CONFIDENCE"] = str(files["confidence"])
+        if self.advanced_section.warp_check.isChecked():
+            parameters["WARP"] = True
         above = None
         if self.source_combo.currentIndex() == SOURCE_LAYER:
             layer = self.layer_combo.currentLayer()
