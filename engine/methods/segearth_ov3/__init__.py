@@ -1,0 +1,1 @@
+"""SegEarth-OV3: open-vocabulary land cover from SAM 3's promptable concept segmentation."""
