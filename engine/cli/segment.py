@@ -194,6 +194,7 @@ def run_segment(raw, *, models=None, progress=None, cancel=None, job: Job | None
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.cli.interrupts import Stopped, exit_status, stop_on_signals
     from engine.pipeline.progress import CancelToken, TerminalProgressBar, ignore_progress
 
     # The engine's warnings (random weights, no georeferencing, ...) always reach the user's terminal.
@@ -206,13 +207,15 @@ def run(args: argparse.Namespace) -> int:
     progress = ignore_progress if args.quiet else TerminalProgressBar(sys.stderr)
     cancel = CancelToken()
     try:
-        result = run_segment(vars(args), progress=progress, cancel=cancel)
+        with stop_on_signals():  # SIGTERM too unwinds the run, so its temporary files are removed
+            result = run_segment(vars(args), progress=progress, cancel=cancel)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (Cancelled, KeyboardInterrupt):
-        print("cancelled: nothing was written", file=sys.stderr)
-        return 130
+    except (Cancelled, KeyboardInterrupt) as exc:
+        why = f"stopped by {exc.name}" if isinstance(exc, Stopped) else "cancelled"
+        print(f"{why}: nothing was written", file=sys.stderr)
+        return exit_status(exc)
     finally:
         engine_logger.removeHandler(handler)
         engine_logger.propagate = True
