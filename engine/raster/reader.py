@@ -68,6 +68,7 @@ class RasterSource:
             raise UserError(f"cannot read {self.path} as a raster: it has no raster bands")
         self.bands = self._choose_bands(bands)
         self.input_geometry = self.geometry = read_geometry(self.dataset)
+        self._unwarped = None
         if warp:
             # The warped VRT reads through the original dataset, which therefore stays open.
             self._unwarped = self.dataset
@@ -107,12 +108,14 @@ class RasterSource:
         return (1, 1, 1)
 
     def info(self) -> SourceInfo:
+        """The input file as it is (not its warped view: that is the output grid's business)."""
+        original = self._unwarped if self._unwarped is not None else self.dataset
         return SourceInfo(
             self.path,
-            self.dataset.GetDriver().ShortName,
-            self.width,
-            self.height,
-            self.dataset.RasterCount,
+            original.GetDriver().ShortName,
+            original.RasterXSize,
+            original.RasterYSize,
+            original.RasterCount,
             self.bands,
             self.data_type,
             self.georeferenced,

@@ -140,6 +140,12 @@ def test_warp_resamples_a_gcp_raster_to_a_north_up_grid_in_the_gcps_crs(tmp_path
     record = sidecar(out)
     assert record["output"]["geometry"] == "warped from gcps" and record["input"]["geometry"] == "gcps"
     assert record["settings"]["warp"] is True
+    # The sidecar's input is the file as it is, not its warped view.
+    assert (record["input"]["driver"], record["input"]["width"], record["input"]["band_count"]) == (
+        "GTiff",
+        60,
+        3,
+    )
     width, height = dataset.RasterXSize, dataset.RasterYSize
     assert record["settings"]["working_size"] == [round(width * gt[1] / 2.0), round(height * gt[1] / 2.0)]
 
