@@ -25,11 +25,12 @@ COMMANDS = {
     "worker": ("engine.cli.worker", "serve JSON-lines requests on stdin/stdout (used by the plugin)"),
     "bench": ("engine.cli.bench", "run the benchmark suite"),
     "evaluate": ("engine.cli.evaluate", "assess a class raster against reference labels or polygons"),
+    "reproduce": ("engine.cli.reproduce", "run a published benchmark protocol (mIoU over a dataset)"),
     "info": ("engine.cli.info", "report interpreter, versions, device and weights present"),
 }
 
 #: Commands that run models (the others need not import torch).
-COMPUTING_COMMANDS = ("segment", "compose", "worker", "bench")
+COMPUTING_COMMANDS = ("segment", "compose", "worker", "bench", "reproduce")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
