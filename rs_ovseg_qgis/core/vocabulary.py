@@ -1,8 +1,11 @@
 """The vocabulary as the plugin edits it: classes with synonyms, colours and optional thresholds.
 
 Plain Python (no Qt, no engine import). Its JSON form is the engine's vocabulary JSON:
-``{"name": ..., "classes": [{"name", "synonyms", "color", "threshold"}], "threshold": ...}``;
-keys the plugin does not know (prompt templates, say) are kept and written back unchanged.
+``{"name": ..., "classes": [{"name", "synonyms", "prompts", "color", "threshold"}],
+"method_thresholds": {"segearth-ov": 0.1}}``; keys the plugin does not know (prompt templates, say) are
+kept and written back unchanged. A threshold's meaning depends on the method (a probability for
+SegEarth-OV, a cosine margin for ReSeg-CLIP), so a vocabulary's run thresholds are per method; an
+older top-level ``"threshold"`` is read as SegEarth-OV's, as the engine reads it.
 """
 
 from __future__ import annotations
@@ -32,12 +35,16 @@ class VocabularyClass:
     synonyms: list[str] = field(default_factory=list)
     color: str = ""  # "#rrggbb"; empty = take the next palette colour
     threshold: float | None = None  # minimum score in [0, 1]; None = the vocabulary's threshold
+    # Whole prompts queried as written (no templates); with them, the name is only the legend label.
+    prompts: list[str] = field(default_factory=list)
 
     def queries(self) -> list[str]:
-        return [self.name, *self.synonyms]
+        return [*self.synonyms, *self.prompts] if self.prompts else [self.name, *self.synonyms]
 
     def to_dict(self) -> dict:
         item: dict = {"name": self.name, "synonyms": list(self.synonyms), "color": self.color}
+        if self.prompts:
+            item["prompts"] = list(self.prompts)
         if self.threshold is not None:
             item["threshold"] = self.threshold
         return item
@@ -47,8 +54,14 @@ class VocabularyClass:
 class Vocabulary:
     name: str = "vocabulary"
     classes: list[VocabularyClass] = field(default_factory=list)
-    threshold: float | None = None  # None = the method's default
+    threshold: float | None = None  # the run's threshold for any method (Processing's THRESHOLD); not saved
+    # Run threshold per method name (benchmark presets carry SegEarth-OV's dataset thresholds).
+    method_thresholds: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # keys the plugin does not edit, kept as they are
+
+    def threshold_for(self, method: str) -> float | None:
+        """The threshold a run with ``method`` gets from this vocabulary; None: the method's default."""
+        return self.threshold if self.threshold is not None else self.method_thresholds.get(method)
 
     # --- conversions ---------------------------------------------------------------------------
     @classmethod
@@ -85,22 +98,28 @@ class Vocabulary:
                     synonyms=[str(s).strip() for s in item.get("synonyms", []) if str(s).strip()],
                     color=str(item.get("color", item.get("colour", ""))),
                     threshold=None if threshold is None else float(threshold),
+                    prompts=[str(p).strip() for p in item.get("prompts") or [] if str(p).strip()],
                 )
             )
-        known = {"name", "classes", "threshold"}
-        threshold = data.get("threshold")
+        known = {"name", "classes", "threshold", "method_thresholds"}
+        by_method = data.get("method_thresholds") or {}
+        if not isinstance(by_method, dict):
+            raise VocabularyError('"method_thresholds" maps method names to thresholds')
+        method_thresholds = {str(k): float(v) for k, v in by_method.items()}
+        if data.get("threshold") is not None:
+            method_thresholds.setdefault("segearth-ov", float(data["threshold"]))
         vocabulary = cls(
             name=str(data.get("name") or "vocabulary"),
             classes=classes,
-            threshold=None if threshold is None else float(threshold),
+            method_thresholds=method_thresholds,
             extra={k: v for k, v in data.items() if k not in known},
         )
         return vocabulary.with_colours()
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "classes": [c.to_dict() for c in self.classes], **self.extra}
-        if self.threshold is not None:
-            data["threshold"] = self.threshold
+        if self.method_thresholds:
+            data["method_thresholds"] = dict(self.method_thresholds)
         return data
 
     @classmethod
@@ -148,6 +167,9 @@ class Vocabulary:
                 raise VocabularyError(f'threshold of "{item.name}" is {item.threshold}: use 0 to 1')
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise VocabularyError(f"vocabulary threshold {self.threshold}: use a value from 0 to 1")
+        for method, value in self.method_thresholds.items():
+            if not 0.0 <= value <= 1.0:
+                raise VocabularyError(f"threshold {value} for {method}: use a value from 0 to 1")
 
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]

@@ -42,6 +42,7 @@ from ..core.capture import (
     transform_extent,
 )
 from ..core.engine_client import EngineCancelledError, EngineError
+from ..core.method_defaults import FIDELITIES
 from ..core.polygons import polygonize
 from ..core.segment_request import SegmentJob
 from ..core.styling import save_default_style, style_class_layer, style_polygon_layer
@@ -89,6 +90,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
     ENGINE_OPTIONS = "ENGINE_OPTIONS"
     WARP = "WARP"
+    FIDELITY = "FIDELITY"
 
     def __init__(self):
         super().__init__()
@@ -109,8 +111,14 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             "Segments a raster layer into the classes you name, without training (SegEarth-OV or "
             "ReSeg-CLIP), in the RS OVSeg engine's own process.\n\n"
             "CLASSES: one class per line; commas add synonyms (building,roof,house).\n"
-            "RESOLUTION: metres per pixel fed to the model; 0 keeps the layer's own.\n"
-            "VOCABULARY (advanced): a vocabulary as JSON (colours, per-class thresholds); replaces CLASSES.\n"
+            "RESOLUTION: metres per pixel fed to the model; 0 = the method's default (SegEarth-OV: the "
+            "layer's pixel size × 1000/448; ReSeg-CLIP: the layer's own).\n"
+            "THRESHOLD (advanced): empty = the vocabulary's value for the method, else the method's "
+            "(SegEarth-OV: a probability, 0.1; ReSeg-CLIP: a cosine margin over the runner-up class, none).\n"
+            "FIDELITY (advanced): the reference code's own structure where the fast path deviates for "
+            "speed (ReSeg-CLIP: SAM per 224-px crop, black padding at the raster edge); slower.\n"
+            "VOCABULARY (advanced): a vocabulary as JSON (colours, per-class thresholds, whole-sentence "
+            '"prompts"); replaces CLASSES.\n'
             "ENGINE_OPTIONS (advanced): JSON object of further engine settings (clip, upsampler, attention, "
             "templates, seed, batch_size, tile_size).\n"
             "WARP (advanced): a raster placed by ground control points or RPCs is written on a north-up "
@@ -138,7 +146,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         )
         resolution = QgsProcessingParameterNumber(
             self.RESOLUTION,
-            "Resolution in metres per pixel (0 = native)",
+            "Resolution in metres per pixel (0 = the method's default)",
             QgsProcessingParameterNumber.Double,
             defaultValue=0.0,
             minValue=0.0,
@@ -168,7 +176,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             'Further engine options as JSON, e.g. {"attention": "clearclip", "templates": "remote-sensing"}',
             optional=True,
         )
-        for parameter in (vocabulary, threshold, engine_options, confidence):
+        fidelity = QgsProcessingParameterEnum(
+            self.FIDELITY, "Fidelity", options=[label for _, label in FIDELITIES], defaultValue=0
+        )
+        for parameter in (vocabulary, threshold, fidelity, engine_options, confidence):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
         warp = QgsProcessingParameterBoolean(
@@ -222,8 +233,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             )
         except ValueError as error:
             raise QgsProcessingException(str(error)) from error
-        # 0 means the layer's own pixel size (None when its CRS has no unit: the engine then decides).
-        gsd = self.parameterAsDouble(parameters, self.RESOLUTION, context) or native_gsd_m(layer)
+        # 0: the method's default, which the engine applies to the layer's own pixels (file layers).
+        gsd = self.parameterAsDouble(parameters, self.RESOLUTION, context) or None
         extent, extent_crs = None, None
         if parameters.get(self.EXTENT) not in (None, ""):
             extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
@@ -245,6 +256,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 self._job_capture = capture_rendered(
                     [layer], area, layer.crs(), gsd, self._rendered_file, project
                 )
+                if not self.parameterAsDouble(parameters, self.RESOLUTION, context):
+                    self._job_capture.gsd = None  # the method's default over the rendered pixels
         except CaptureError as error:
             raise QgsProcessingException(str(error)) from error
         return True
@@ -265,6 +278,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
             confidence=Path(confidence) if confidence else None,
             warp=self.parameterAsBoolean(parameters, self.WARP, context),
+            fidelity=FIDELITIES[self.parameterAsEnum(parameters, self.FIDELITY, context)][0],
             # Processing's destinations were confirmed by the user (its file dialog asks before replacing).
             overwrite=True,
             options=self._engine_options,

@@ -19,6 +19,8 @@ class VocabularyTableModel(QAbstractTableModel):
     def __init__(self, vocabulary: Vocabulary | None = None, parent=None):
         super().__init__(parent)
         self._vocabulary = vocabulary or Vocabulary()
+        # What Min compares for the chosen method (the dock sets it when the method changes).
+        self.threshold_meaning = "minimum probability of the winning class (0 to 1)"
 
     # --- whole vocabulary ------------------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
@@ -56,6 +58,9 @@ class VocabularyTableModel(QAbstractTableModel):
             if column == NAME:
                 return item.name
             if column == SYNONYMS:
+                if item.prompts and role == Qt.ItemDataRole.DisplayRole:
+                    # Whole prompts are not comma-separated words: shown, edited in the JSON only.
+                    return "; ".join(f"“{p}”" for p in item.prompts)
                 return ", ".join(item.synonyms)
             if column == COLOUR:  # the swatch shows it; the hex text only while editing (narrow dock)
                 return item.color if role == Qt.ItemDataRole.EditRole else ""
@@ -68,7 +73,7 @@ class VocabularyTableModel(QAbstractTableModel):
                 NAME: "The legend label; also queried as text",
                 SYNONYMS: "More words for the same class, separated by commas; the best one wins",
                 COLOUR: "#rrggbb; double-click to pick",
-                THRESHOLD: "Minimum score 0 to 1 for this class; empty = the vocabulary's",
+                THRESHOLD: f"Min for this class: {self.threshold_meaning}; empty = the run's threshold",
             }
             return tips[column]
         return None

@@ -46,7 +46,10 @@ def test_json_round_trip_keeps_unknown_keys_and_thresholds():
     assert vocabulary.classes[1].synonyms == ["street"]
     again = Vocabulary.from_json(vocabulary.to_json())
     assert again.to_dict() == vocabulary.to_dict()
-    assert again.extra == {"templates": ["an aerial image of a {}"]} and again.threshold == 0.2
+    assert again.extra == {"templates": ["an aerial image of a {}"]}
+    # An older top-level threshold is SegEarth-OV's (a probability); other methods keep their own default.
+    assert again.method_thresholds == {"segearth-ov": 0.2} and again.threshold is None
+    assert again.threshold_for("segearth-ov") == 0.2 and again.threshold_for("reseg-clip") is None
 
 
 @pytest.mark.parametrize(
@@ -89,13 +92,19 @@ def test_presets_cover_benchmarks_and_tasks_and_are_valid():
         vocabulary.validate()
         assert len({c.color for c in vocabulary.classes}) == len(vocabulary.classes), label
     assert len(load_preset("iSAID").classes) == 16
-    assert load_preset("OpenEarthMap").threshold == 0.1
+    assert load_preset("OpenEarthMap").method_thresholds == {"segearth-ov": 0.1}
+    reference = load_preset("ReSeg-CLIP reference (Potsdam)")
+    assert sum(len(c.prompts) for c in reference.classes) == 19
+    assert reference.to_dict()["classes"][0]["prompts"][0] == "Aerial photo of a street in the city"
 
 
-def test_the_engine_reads_the_plugin_vocabulary_identically():
-    vocabulary = load_preset("OpenEarthMap")
+@pytest.mark.parametrize("preset", ["OpenEarthMap", "ReSeg-CLIP reference (Potsdam)"])
+def test_the_engine_reads_the_plugin_vocabulary_identically(preset):
+    vocabulary = load_preset(preset)
     parsed = engine_vocabulary.from_json_data(vocabulary.to_dict())
     assert parsed.names == vocabulary.class_names()
+    assert parsed.method_thresholds == vocabulary.method_thresholds
     for ours, theirs in zip(vocabulary.classes, parsed.classes):
-        assert theirs.synonyms == tuple(ours.queries())
+        assert theirs.queries() == ours.queries()
+        assert theirs.prompts == tuple(ours.prompts)
         assert theirs.colour == hex_to_rgb(ours.color)
