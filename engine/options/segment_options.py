@@ -243,11 +243,19 @@ def _tile_size(value, name):
 
 
 def _sequence(value, name):
-    return value if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise UserError(f"--{name.replace('_', '-')} must be text or a list, got {value!r:.80}")
+    return tuple(value)
 
 
 def _classes(value, name):
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise UserError(f"--class must be a class name or a list of them (text), got {value!r:.80}")
+    return tuple(value)
 
 
 def _flag(value, name):

@@ -49,6 +49,7 @@ from ..core.capture import (
     native_gsd_m,
 )
 from ..core.estimate import EstimateJob
+from ..core.method_defaults import method_defaults
 from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
 from ..core.segment_run import RunPlan, SegmentRun
 from ..core.vocabulary import Vocabulary, VocabularyError
@@ -59,9 +60,6 @@ from .vocabulary_editor import VocabularyEditor
 from .work_estimate import TIME_TOOLTIP, WorkEstimate
 
 DOCK_OBJECT_NAME = "RsOvsegDock"
-# SegEarth-OV resizes a 1000-pixel OpenEarthMap tile to 448 pixels: the default working resolution is
-# the layer's pixel size times this factor (the reference behaviour).
-REFERENCE_GSD_FACTOR = 1000 / 448
 DEFAULT_VOCABULARY_PRESET = "OpenEarthMap"
 # The engine's estimate waits until the extent, resolution or input stop changing this long (ms):
 # dragging a spin box must not send a request per step.
@@ -240,6 +238,9 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
     def _connect_project_state(self) -> None:
         project = QgsProject.instance()
         project.readProject.connect(self._project_read)
+        self.method_combo.currentIndexChanged.connect(lambda _index: self.method_changed())
+        self.vocabulary_editor.model.vocabularyChanged.connect(self.show_method_defaults)
+        self.show_method_defaults()
         project.cleared.connect(self.load_project_state)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.save_vocabulary_to_project)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.update_vocabulary_title)
@@ -342,7 +343,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         gsd = None
         if self.source_combo.currentIndex() == SOURCE_LAYER and isinstance(layer, QgsRasterLayer):
             native = native_gsd_m(layer)
-            gsd = native * REFERENCE_GSD_FACTOR if native else None
+            gsd = native * self.method_defaults().gsd_factor if native else None
         elif self.iface is not None and self.iface.mapCanvas() is not None:
             canvas = self.iface.mapCanvas()
             units_per_pixel = canvas.mapUnitsPerPixel()
@@ -362,6 +363,24 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
 
     def use_selection_extent(self) -> None:
         layer = self.iface.activeLayer() if self.iface is not None else None
+    # --- the method's defaults ----------------------------------------------------------------------
+    def method_defaults(self):
+        return method_defaults(self.method_combo.currentData())
+
+    def method_changed(self) -> None:
+        """A new method brings its defaults: its working resolution and threshold (a class's Min the
+        user typed stays; the panel says what it means for this method)."""
+        self.threshold_spin.setValue(0.0)  # "method default": another method's value means another thing
+        self.reset_gsd()
+        self.show_method_defaults()
+
+    def show_method_defaults(self) -> None:
+        defaults = self.method_defaults()
+        vocabulary_value = self.vocabulary().method_thresholds.get(defaults.name)
+        self.advanced_section.show_method(defaults, vocabulary_value)
+        self.vocabulary_editor.model.threshold_meaning = defaults.threshold_meaning
+        self.gsd_default_button.setToolTip(f"The method's default: {defaults.gsd_rule}")
+
         if not isinstance(layer, QgsVectorLayer) or layer.selectedFeatureCount() == 0:
             self.show_message("select features in a vector layer first (the active layer)", Qgis.Info)
             return
@@ -386,6 +405,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
             parameters["THRESHOLD"] = self.threshold_spin.value()
         options = self.engine_options_edit.text().strip()
         if options:
+            "FIDELITY": self.advanced_section.fidelity_combo.currentIndex(),
             json.loads(options)  # a JSON error is reported before anything runs
             parameters["ENGINE_OPTIONS"] = options
         if self.polygons_check.isChecked():
