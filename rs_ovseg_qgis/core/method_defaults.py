@@ -50,6 +50,14 @@ DEFAULTS: dict[str, MethodDefaults] = {
         0.0,
         "minimum cosine margin of the winning class over the runner-up (e.g. 0.01)",
     ),
+    "segearth-ov3": MethodDefaults(
+        "segearth-ov3",
+        1.0,
+        "the layer's own pixel size, as SegEarth-OV3's reference slides over the image",
+        "score",
+        0.1,
+        "minimum score of the winning class (SAM 3's mask probability × presence, 0 to 1)",
+    ),
 }
 
 
