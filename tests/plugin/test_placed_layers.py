@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_engine import random_weight_engine  # noqa: F401
-from fixtures_placed import gcp_geotiff
+from fixtures_placed import gcp_geotiff, rpc_geotiff
 from osgeo import gdal
 from qgis.core import QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer
 from test_dock import dock, tiny_vocabulary, wait_for  # noqa: F401
@@ -54,6 +54,25 @@ def test_a_gcp_layer_is_segmented_in_place(
     assert polygons.crs() == layer.crs() and polygons.featureCount() > 0
     assert classes.extent().buffered(2.0).contains(polygons.extent())
     assert polygons.extent().width() > 0.8 * classes.extent().width()
+
+
+def test_an_rpc_layer_is_segmented_in_place(
+    dock,  # noqa: F811
+    random_weight_engine,  # noqa: F811
+    tmp_path,
+):
+    path = rpc_geotiff(tmp_path / "scene.tif", 80, 60)
+    layer = QgsRasterLayer(str(path), "scene", "gdal")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:4326"  # QGIS draws it through its RPCs
+    QgsProject.instance().addMapLayer(layer)
+    classes, polygons = run_on(dock, layer, layer.extent())
+    written = gdal.Open(classes.source())
+    assert (written.RasterXSize, written.RasterYSize) == (80, 60)
+    assert written.GetMetadata("RPC")["LINE_OFF"] == gdal.Open(str(path)).GetMetadata("RPC")["LINE_OFF"]
+    assert classes.crs() == layer.crs()
+    assert classes.extent().toRectF().getCoords() == pytest.approx(layer.extent().toRectF().getCoords())
+    assert polygons.crs() == layer.crs() and polygons.featureCount() > 0
+    assert classes.extent().buffered(2 * layer.rasterUnitsPerPixelX()).contains(polygons.extent())
 
 
 def test_an_extent_inside_a_gcp_layer_is_cut_through_its_gcps(
