@@ -7,9 +7,11 @@ Requests
                                                        (input, classes, vocabulary, out, confidence, bands,
                                                        bbox, bbox_crs, gsd, device, threshold, templates,
                                                        attention, clip, upsampler, dtype, random_weights,
-                                                       seed, overwrite, method, batch_size, tile_size;
-                                                       reseg-clip only: sam, schedule, sam_window,
-                                                       mask_cache, sam_parameter_sets)
+                                                       seed, overwrite, warp, fidelity, method,
+                                                       batch_size, tile_size; per method, the options
+                                                       its spec declares, e.g. reseg-clip: sam,
+                                                       schedule, sam_window, mask_cache,
+                                                       sam_parameter_sets): engine.options.SegmentOptions
   {"id": "r2", "command": "estimate", "args": {...}}  sizes/tiles/crops and expected time, no model
   {"id": "r4", "command": "evaluate", "args": {...}}  accuracy of a class raster: args are the keywords
                                                        of engine.assess.evaluate_map (prediction,
@@ -243,19 +245,17 @@ class Worker:
                     self.tokens.pop(key, None)
 
     def estimate(self, args: dict) -> dict:
-        from engine.cli.segment import pipeline_settings, resolve_options, segment_request, vocabulary_of
-        from engine.methods.registry import default_crop_geometry
+        from engine.options import SegmentOptions
         from engine.pipeline.segment import estimate
 
-        options = resolve_options(args)
-        crop_size, crop_stride = default_crop_geometry(options["method"])
+        options = SegmentOptions.from_mapping(args)
+        spec = options.spec
         # With the vocabulary known, crops evaluated again on wide rasters are counted too.
-        queries = None
-        if options.get("classes") or options.get("vocabulary"):
-            queries = len(vocabulary_of(options).queries())
-        settings = pipeline_settings(options)
-        request = segment_request(options)
-        summary = estimate(request, crop_size, crop_stride, settings=settings, queries=queries)
+        vocabulary = options.vocabulary_of() if options.classes or options.vocabulary else None
+        queries = len(vocabulary.queries()) if vocabulary is not None else None
+        settings = options.pipeline_settings()
+        request = options.segment_request(vocabulary)
+        summary = estimate(request, spec.crop_size, spec.crop_stride, settings=settings, queries=queries)
         summary["time"] = estimate_time(args, summary["crop_evaluations"])  # engine.cli.run_speed
         return summary
 

@@ -28,7 +28,7 @@ from engine.pipeline.crop_logits import (
     tile_crops,
 )
 from engine.pipeline.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
-from engine.pipeline.scoring import ScoringSettings, score
+from engine.pipeline.scoring import ScoringSettings, score, threshold_kind
 from engine.pipeline.tiling import (
     TilePlan,
     aligned_extent,
@@ -69,7 +69,11 @@ class SegmentRequest:
     bands: tuple[int, ...] | str | None = None  # "3,2,1" or (3, 2, 1); None: R/G/B bands, else 1-2-3
     bbox: str | tuple[float, float, float, float] | None = None  # minx,miny,maxx,maxy
     bbox_crs: str | None = None  # default: the raster's CRS
-    gsd: float | None = None  # working metres per pixel; None: native × grids.DEFAULT_GSD_FACTOR
+    gsd: float | None = None  # working metres per pixel; None: native × gsd_factor (or fit_edge)
+    # The method's rule for the default working resolution (engine.methods.spec.MethodSpec.gsd_factor);
+    # fit_edge: instead, the extent fits inside this many working pixels a side (SegEarth-OV reference).
+    gsd_factor: float = grids.DEFAULT_GSD_FACTOR
+    fit_edge: int | None = None
     threshold: float = ScoringSettings.threshold
     overwrite: bool = False
     # GCP/RPC (or rotated) rasters: resample to a north-up grid instead of keeping their GCPs/RPCs.
@@ -97,6 +101,12 @@ class PipelineSettings:
     # cache in milliseconds instead of a model call per crop); past this too, the next row evaluates
     # them again. 0: no file.
     kept_logits_spill_budget: int = 8 * 2**30
+    # What the threshold compares (engine.pipeline.scoring.THRESHOLD_KINDS): the winning probability, or
+    # the raw-logit margin of the winning class over the runner-up (ReSeg-CLIP).
+    threshold_kind: str = "probability"
+    # "shift": the last crop of an axis is moved back inside the raster (SegEarth-OV / mmseg); "pad": it
+    # is padded with black past the raster edge (ReSeg-CLIP's reference).
+    crop_edge: str = "shift"
 
 
 @dataclass
@@ -191,7 +201,7 @@ def prepare(
         # The outputs keep the source's placement (geotransform, GCPs or RPCs; warped: the new grid's).
         grid, grid_warnings = grids.requested_grid(source.geometry, size, request.bbox, request.bbox_crs)
         warnings += grid_warnings
-        working = grids.working_grid(grid, request.gsd)
+        working = grids.working_grid(grid, request.gsd, request.gsd_factor, request.fit_edge)
         plan = _plan(grid, working, crop_size, crop_stride, settings)
     except Exception:
         source.close()
@@ -211,6 +221,7 @@ def _plan(grid, working, crop_size: int, crop_stride: int, settings: PipelineSet
         crop_stride,
         settings.tile_working,
         settings.max_output_tile,
+        pad_edges=settings.crop_edge == "pad",
     )
 
 
@@ -276,6 +287,7 @@ def segment(
         prepared.crop_size, prepared.crop_stride = method.crop_size, method.crop_stride
     thresholds = vocabulary.thresholds(_threshold(request.threshold))
     logit_scale = effective_logit_scale(method, settings)
+    kind = threshold_kind(settings.threshold_kind)
     query_to_class = vocabulary.query_to_class()
     files = AtomicFiles()
     writers = []
@@ -284,7 +296,11 @@ def segment(
     stretch = compute_stretch(source, grid.window)
     timings["statistics"] = time.perf_counter() - tic
     tic = time.perf_counter()
-    method.set_queries(vocabulary.queries())
+    literal = vocabulary.literal_queries()
+    if any(literal):  # whole prompts, encoded as written (engine.methods.base.TextQueryMethod)
+        method.set_queries(vocabulary.queries(), literal=literal)
+    else:
+        method.set_queries(vocabulary.queries())
     timings["text"] = time.perf_counter() - tic
     bytes_per_crop = getattr(method, "bytes_per_crop", None)
     run = CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
@@ -343,9 +359,10 @@ def segment(
                 continue
             rows_read, cols_read = row.region, col.region
             if sam_window_px:
-                rows_read = aligned_extent(row.region, int(sam_window_px), working.height)
-                cols_read = aligned_extent(col.region, int(sam_window_px), working.width)
-            image = working_image(source, stretch, grid, working, rows_read, cols_read)
+                # Cut to the crops' extent: past the raster when edge crops are padded (plan_tiles).
+                rows_read = aligned_extent(row.region, int(sam_window_px), plan.row_spans[-1][1])
+                cols_read = aligned_extent(col.region, int(sam_window_px), plan.col_spans[-1][1])
+            image = _padded_image(source, stretch, grid, working, rows_read, cols_read)
             timings["read"] += time.perf_counter() - tic
             if prepare_window is not None:
                 # Window-level preparation (ReSeg-CLIP: SAM masks); the origin puts the window in the
@@ -372,7 +389,9 @@ def segment(
                 upsampled = resample_bilinear(
                     logits, row_sampling, col_sampling, (row.needed[0], col.needed[0])
                 )
-                labels, conf = score(torch.from_numpy(upsampled), query_to_class, thresholds, logit_scale)
+                labels, conf = score(
+                    torch.from_numpy(upsampled), query_to_class, thresholds, logit_scale, kind
+                )
                 labels, conf = labels.numpy(), conf.numpy()
                 strip_valid = valid[s0 - oy0 : s1 - oy0]
                 labels[~strip_valid] = 0
@@ -430,6 +449,26 @@ def segment(
     )
 
 
+def _padded_image(source, stretch, grid, working, rows: tuple[int, int], cols: tuple[int, int]):
+    """(3, h, w) uint8 working image of ``rows`` × ``cols``; black past the raster's working extent
+    (where padded edge crops reach, ``PipelineSettings.crop_edge == "pad"``)."""
+    inside_rows = (rows[0], min(rows[1], working.height))
+    inside_cols = (cols[0], min(cols[1], working.width))
+    image = working_image(source, stretch, grid, working, inside_rows, inside_cols)
+    pad_rows, pad_cols = rows[1] - inside_rows[1], cols[1] - inside_cols[1]
+    if pad_rows or pad_cols:
+        image = np.pad(image, ((0, 0), (0, pad_rows), (0, pad_cols)))
+    return image
+
+
+def _gsd_rule(request: SegmentRequest) -> str:
+    if request.gsd is not None:
+        return "requested --gsd"
+    if request.fit_edge:
+        return f"extent fitted inside {request.fit_edge} px (the reference resizes each image so)"
+    return f"native GSD x {request.gsd_factor:.6g} (the method's default)"
+
+
 def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds, device, run) -> dict:
     grid, working, request = prepared.grid, prepared.working, prepared.request
     return {
@@ -457,12 +496,12 @@ def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds,
             "warp": request.warp,
             "native_gsd_m": list(grid.native_gsd),
             "working_gsd_m": working.gsd,
-            "working_gsd_rule": "requested --gsd"
-            if request.gsd is not None
-            else f"native GSD x {grids.DEFAULT_GSD_FACTOR:.6g} (reference: 1000 px tiles seen at 448 px)",
+            "working_gsd_rule": _gsd_rule(request),
             "working_size": [working.width, working.height],
             "threshold": request.threshold,
             "class_thresholds": thresholds,
+            "threshold_kind": settings.threshold_kind,
+            "crop_edge": settings.crop_edge,
             "crop_size": method.crop_size,
             "crop_stride": method.crop_stride,
             "logit_scale": effective_logit_scale(method, settings),

@@ -290,12 +290,21 @@ def requested_grid(
     return grid, warnings
 
 
-def working_grid(grid: OutputGrid, gsd: float | None = None) -> WorkingGrid:
-    """Working grid over ``grid``'s extent at ``gsd`` metres (default: native × ``DEFAULT_GSD_FACTOR``)."""
+def working_grid(
+    grid: OutputGrid,
+    gsd: float | None = None,
+    factor: float = DEFAULT_GSD_FACTOR,
+    fit_edge: int | None = None,
+) -> WorkingGrid:
+    """Working grid over ``grid``'s extent at ``gsd`` metres. Default: native × ``factor`` (the method's
+    rule), or with ``fit_edge`` the extent resized to fit inside ``fit_edge`` pixels a side (keeping
+    its aspect, as SegEarth-OV's reference resizes each image)."""
     native = grid.mean_native_gsd
     unit = "m" if grid.georeferenced else "source pixels"
-    if gsd is None:
-        gsd = native * DEFAULT_GSD_FACTOR
+    if gsd is None and fit_edge:
+        gsd = native * max(grid.width, grid.height) / float(fit_edge)
+    elif gsd is None:
+        gsd = native * factor
     elif not (isinstance(gsd, (int, float)) and math.isfinite(gsd) and gsd > 0):
         raise UserError(f"bad --gsd {gsd!r}: give a positive ground resolution in metres per pixel")
     ratio = gsd / native
