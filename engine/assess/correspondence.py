@@ -27,6 +27,8 @@ from .map_classes import MapClasses
 #: Class index of a code that is not assessed because the user ignores it / because it matches nothing.
 IGNORED = -1
 UNMATCHED = -2
+#: Widest range of reference codes classified through a direct table (larger ranges are sorted).
+LOOKUP_SPAN = 1 << 16
 
 
 @dataclass
@@ -40,20 +42,43 @@ class Correspondence:
     description: dict  # class name → the reference codes (and names) counted as it
 
     def classify(self, codes: np.ndarray, unmatched: dict[int, int]) -> np.ndarray:
-        """(H, W) int64 codes (NO_REFERENCE excluded by the caller) → class indices, IGNORED or
-        UNMATCHED; adds the pixel count of every unmatched code to ``unmatched``."""
-        values, inverse = np.unique(codes, return_inverse=True)
-        lookup = np.array(
-            [IGNORED if int(v) in self.ignore else self.code_to_index.get(int(v), UNMATCHED) for v in values],
+        """(N,) int64 codes (NO_REFERENCE excluded by the caller) → class indices, IGNORED or UNMATCHED;
+        adds the pixel count of every unmatched code to ``unmatched``."""
+        if codes.size == 0:
+            return np.zeros(0, np.int64)
+        low, high = int(codes.min()), int(codes.max())
+        if high - low < LOOKUP_SPAN:  # the usual case: a table over the codes' range, no sort
+            values = np.arange(low, high + 1)
+            position = codes - low
+        else:
+            values, position = np.unique(codes, return_inverse=True)
+        table = np.array(
+            [IGNORED if int(v) in self.ignore else self.code_to_index.get(int(v), UNMATCHED) for v in values]
+            if len(values) <= 4096
+            else self._table(values),
             dtype=np.int64,
         )
-        indices = lookup[inverse].reshape(codes.shape)
-        missing = lookup == UNMATCHED
+        indices = table[position]
+        missing = table == UNMATCHED
         if missing.any():
-            counts = np.bincount(inverse.ravel(), minlength=len(values))
+            counts = np.bincount(position[missing[position]], minlength=len(values))
             for value, count in zip(values[missing], counts[missing]):
-                unmatched[int(value)] = unmatched.get(int(value), 0) + int(count)
+                if count:
+                    unmatched[int(value)] = unmatched.get(int(value), 0) + int(count)
         return indices
+
+    def _table(self, values: np.ndarray) -> np.ndarray:
+        """Class index of each of many code values (vectorised: no Python loop over the range)."""
+        table = np.full(len(values), UNMATCHED, np.int64)
+        for code, index in self.code_to_index.items():
+            found = np.searchsorted(values, code)
+            if found < len(values) and values[found] == code:
+                table[found] = index
+        for code in self.ignore:
+            found = np.searchsorted(values, code)
+            if found < len(values) and values[found] == code:
+                table[found] = IGNORED
+        return table
 
 
 def load_mapping(mapping: str | dict | None) -> dict | None:

@@ -18,7 +18,7 @@ from engine import __version__
 from engine.errors import UserError
 from engine.pipeline.progress import CancelToken, ProgressEvent, ignore_progress
 from engine.raster import grid as grids
-from engine.raster.gdal_setup import gdal_module
+from engine.raster.gdal_setup import gdal_module, size_block_cache
 from engine.raster.output_paths import ensure_outputs_safe
 from engine.vocabulary import UNCLASSIFIED_NAME
 
@@ -110,6 +110,7 @@ def evaluate_map(
     mapping_data = load_mapping(mapping)
     ignore = [int(v) for v in (ignore or [])]
     map_classes = read_map_classes(prediction)
+    size_block_cache()  # GDAL's cache capped as for segment: blocks are read once
     dataset, band = _open_map(prediction)
     target, georeferenced = _target(dataset, bbox, bbox_crs)
     map_nodata = band.GetNoDataValue()

@@ -189,6 +189,7 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
     totals = {k: np.zeros(classes, np.int64) for k in ("intersect", "union", "pred", "label")}
     weights: dict[str, str] = {}
     resumed = 0
+    window: dict = {}
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="rs-ovseg-reproduce-"))
     images_dir = root / protocol.data["images"]
@@ -203,6 +204,7 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
                 resumed += 1
                 areas = {k: np.asarray(kept[k], np.int64) for k in totals}
                 weights.update(kept.get("weights", {}))
+                window = kept.get("window", {})
             else:
                 progress(
                     ProgressEvent(
@@ -223,6 +225,8 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
                 prediction = np.where(values == 0, settings["background_index"], values.astype(np.int64) - 1)
                 areas = mmseg_iou.image_areas(prediction, label, classes, settings["ignore_index"])
                 image_weights = _weights(record)
+                run_settings = record.get("settings", {})
+                window = {k: run_settings.get(k) for k in ("crop_size", "crop_stride", "working_size")}
                 weights.update(image_weights)
                 entry = {
                     "image": str(relative),
@@ -230,6 +234,7 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
                     "fingerprint": key,
                     **{k: v.tolist() for k, v in areas.items()},
                     "weights": image_weights,
+                    "window": window,
                 }
                 if request.keep_predictions:
                     _write_png(per_image_dir / f"{stem}.png", prediction)
@@ -252,6 +257,7 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
         "settings": settings,
         "protocol": protocol.data,
         "weights_sha256": weights,
+        "sliding_window": {k: window.get(k) for k in ("crop_size", "crop_stride")},
         "images": {
             "in_dataset": total_images,
             "evaluated": len(pairs),

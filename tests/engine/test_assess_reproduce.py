@@ -110,6 +110,7 @@ def test_every_layout_end_to_end(tmp_path, dataset, one_thread):
     assert report["settings"]["threshold"] == protocol.threshold("segearth-ov")
     assert report["published_miou_percent"] == protocol.published("segearth-ov")
     assert json.loads((tmp_path / "r.json").read_text())["miou"] == report["miou"]
+    assert report["sliding_window"] == {"crop_size": 224, "crop_stride": 112}
 
 
 def test_unclassified_pixels_fall_to_the_background_class(tmp_path, one_thread):
