@@ -2,7 +2,9 @@
 2,000² and a 20,000² map/reference pair, each assessed in a fresh process; the peak resident size
 (VmHWM) must not follow the pixel count (windowed reads, a block at a time).
 
-``python -m engine.bench.assess_memory [--edges 2000 20000] [--out results.jsonl]``
+``python -m engine.bench.assess_memory [--edges 2000 20000] [--out FILE.jsonl]``
+Measured on the 2-core build machine (resources/bench/results_assess_memory.jsonl): 2,000² 143 MB,
+20,000² 150 MB peak for 100× the pixels; 57 s for the 20,000² pair.
 """
 
 from __future__ import annotations
