@@ -159,3 +159,28 @@ def test_rotated_truth_is_reproduced_by_the_gcp_polynomial(tmp_path):
         for p, q in pixels
     ]
     assert np.allclose(to_ground(path, pixels), expected, atol=1e-6)
+
+
+def test_grids_name_their_placement_for_the_sidecar(tmp_path):
+    plain = plain_image(tmp_path / "plain.tif", 20, 10)
+    rotated = tmp_path / "rotated.tif"
+    gdal.Translate(str(rotated), plain, outputSRS="EPSG:32632")
+    dataset = gdal.Open(str(rotated), gdal.GA_Update)
+    dataset.SetGeoTransform(ROTATED_UTM)
+    dataset = None
+    labels = {}
+    for name, path, warp in (
+        ("plain", plain, False),
+        ("rotated", str(rotated), False),
+        ("rotated warped", str(rotated), True),
+        ("gcps", gcp_raster(tmp_path / "gcp.tif", 20, 10), False),
+    ):
+        with RasterSource(path, warp=warp) as source:
+            grid, _ = grids.requested_grid(source.geometry, (source.width, source.height), None, None)
+            labels[name] = grid.geometry_label
+    assert labels == {
+        "plain": "none",
+        "rotated": "geotransform",
+        "rotated warped": "warped from geotransform",
+        "gcps": "gcps",
+    }
