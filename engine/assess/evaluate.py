@@ -228,6 +228,11 @@ def _report(
             "map_value_without_class": counts.map_unnamed_pixels,
         },
         "unmatched_reference_codes": {str(code): n for code, n in sorted(counts.unmatched.items())},
+        "unmatched_reference_names": {
+            str(code): (ref.names or {})[code]
+            for code in sorted(counts.unmatched)
+            if code in (ref.names or {})
+        },
         "mapping": {
             "how": correspondence.how,
             "classes": {name: correspondence.description.get(name, []) for name in names_all},

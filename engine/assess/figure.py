@@ -29,7 +29,7 @@ def draw_figure(report: dict, path: Path) -> None:
     heat.set_yticks(range(k), names)
     heat.set_xlabel("map")
     heat.set_ylabel("reference")
-    heat.set_title("Confusion (share of each reference class)")
+    heat.set_title("Confusion matrix\n(share of each reference class; pixel counts)")
     if k <= 20:
         for i in range(k):
             for j in range(k):
@@ -50,12 +50,10 @@ def draw_figure(report: dict, path: Path) -> None:
     bars.set_xlabel("IoU")
     miou = report.get("miou")
     oa = report.get("overall_accuracy")
-    bars.set_title(
-        "Per-class IoU  (mIoU "
-        + ("n/a" if miou is None else f"{miou:.3f}")
-        + ", OA "
-        + ("n/a" if oa is None else f"{oa:.3f}")
-        + ")"
-    )
+    summary = [
+        "mIoU " + ("n/a" if miou is None else f"{miou:.3f}"),
+        "OA " + ("n/a" if oa is None else f"{oa:.3f}"),
+    ]
+    bars.set_title("Per-class IoU\n" + "  ·  ".join(summary))
     figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

@@ -93,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
         f"({report['assessed_pixels']} pixels assessed)"
     )
     if report["unmatched_reference_codes"]:
+        names = report["unmatched_reference_names"]
+        listed = ", ".join(
+            f"{names.get(code, code)} ({pixels} px)"
+            for code, pixels in report["unmatched_reference_codes"].items()
+        )
         print(
-            f"reference codes matching no class (not assessed): {report['unmatched_reference_codes']}",
+            f"reference classes matching no map class (not assessed; see --mapping): {listed}",
             file=sys.stderr,
         )
     print(args.report)

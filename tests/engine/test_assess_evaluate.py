@@ -218,6 +218,7 @@ def test_polygon_reference_outside_polygons_not_assessed(tmp_path):
     # Without the mapping, "parking" matches no class: counted, not assessed.
     plain = evaluate_map(prediction, reference)
     assert sum(plain["unmatched_reference_codes"].values()) == sum(r == "road" for r, _ in pairs)
+    assert list(plain["unmatched_reference_names"].values()) == ["parking"]
 
 
 def test_outputs_never_replace_an_input(tmp_path, same_grid):
@@ -260,3 +261,36 @@ def test_geographic_pixel_area_matches_an_equal_area_projection():
     utm.ImportFromEPSG(32632)
     assert row_areas(UTM_2M, utm.ExportToWkt(), 5, 2).tolist() == [4.0, 4.0]
     assert row_areas(None, "", 0, 2) is None
+
+
+def test_bbox_limits_the_assessment_and_cancel_leaves_no_file(tmp_path):
+    from engine.errors import Cancelled
+    from engine.pipeline.progress import CancelToken
+
+    rng = np.random.default_rng(13)
+    labels = rng.integers(1, 3, (40, 1100))  # two blocks wide
+    codes = rng.integers(1, 3, (40, 1100)).astype(np.uint8)
+    prediction = write_class_raster(tmp_path / "map.tif", labels, NAMES[:2], gt=UTM_2M)
+    reference = write_label_raster(tmp_path / "ref.tif", codes, gt=UTM_2M, epsg=32632)
+    # Columns 10..29, rows 5..14 of the map (2 m pixels).
+    bbox = [UTM_2M[0] + 20, UTM_2M[3] - 30, UTM_2M[0] + 60, UTM_2M[3] - 10]
+    report = evaluate_map(prediction, reference, bbox=bbox)
+    window = [(NAMES[codes[r, c] - 1], NAMES[labels[r, c] - 1]) for r in range(5, 15) for c in range(10, 30)]
+    compare(report, plain_assessment(window, NAMES[:2]), NAMES[:2])
+    assert report["area_estimates"]["mapped_pixels_total"] == 200
+    token = CancelToken()
+
+    def cancel_in_first_block(event):
+        if event.stage == "assess":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        evaluate_map(
+            prediction,
+            reference,
+            report=str(tmp_path / "r.json"),
+            progress=cancel_in_first_block,
+            cancel=token,
+        )
+    assert not (tmp_path / "r.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.json", "map.tif", "map.tif.aux.xml", "ref.tif"]
