@@ -19,6 +19,8 @@ Requests
                                                        bbox_crs, report, csv, plot); result = the report
                                                        + "report" (same dict) + "files" (paths written)
   {"id": "r3", "command": "info"}                      interpreter, versions, devices, GPU memory
+  {"id": "r4", "command": "check_outputs", "args": {"inputs": [...], "outputs": {label: path}}}
+                                                       refuses outputs over an input's files or each other
   {"command": "cancel", "id": "r1"}                    stop r1 (running or queued)
   {"command": "shutdown"}                              cancel what runs, then exit 0
 Events
@@ -96,6 +98,23 @@ def request_lines(stream) -> Iterator[str | ValueError]:
                 yield ValueError(f"not UTF-8 text (byte {exc.start} of the line)")
                 continue
         yield line
+
+
+def check_outputs(args: dict) -> dict:
+    """The ``check_outputs`` request: ``{"inputs": [path, ...], "outputs": {label: path or null}}``.
+
+    For clients that write files of their own (the plugin's polygons and styles): the engine's one rule
+    (engine.raster.output_paths) decides, so the plugin and the engine never disagree about a path.
+    """
+    from engine.raster.output_paths import ensure_outputs_safe
+
+    inputs, outputs = args.get("inputs", []), args.get("outputs", {})
+    if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
+        raise UserError('check_outputs: "inputs" must be a list of paths')
+    if not isinstance(outputs, dict) or not all(isinstance(p, (str, type(None))) for p in outputs.values()):
+        raise UserError('check_outputs: "outputs" must map labels to paths (or null)')
+    ensure_outputs_safe(inputs, outputs)
+    return {"ok": True}
 
 
 class Channel:
@@ -218,10 +237,12 @@ class Worker:
                 result = self.segment(key, args)
             elif command == "evaluate":
                 result = self.evaluate(key, args)
+            elif command == "check_outputs":
+                result = check_outputs(args)
             else:
                 raise UserError(
-                    f"unknown command {brief(command)}: use segment, estimate, evaluate, info, cancel or "
-                    "shutdown"
+                    f"unknown command {brief(command)}: use segment, estimate, evaluate, check_outputs, "
+                    "info, cancel or shutdown"
                 )
             self.channel.send({"id": request_id, "event": "result", "result": result})
         except UserError as exc:

@@ -148,6 +148,8 @@ CASES = [
     Case("worker-out-is-input", "worker", seg(out="{here}/in.tif", overwrite=True), "user", r"--out .*in\.tif would write over the input"),
     Case("worker-out-is-confidence", "worker", seg(out="{here}/o.tif", confidence="{here}/o.tif"), "user", r"--out and --confidence are the same file"),
     Case("worker-300-classes", "worker", seg(out="{here}/o.tif", classes=[f"class {i}" for i in range(300)]), "user", r"too many classes \(300\)"),
+    Case("worker-check-polygons-over-input", "worker", {"command": "check_outputs", "args": {"inputs": ["{here}/in.tif"], "outputs": {"Class polygons": "{here}/./in.tif"}}}, "user", r"Class polygons .*in\.tif would write over the input"),
+    Case("worker-check-outputs-wrong-type", "worker", {"command": "check_outputs", "args": {"inputs": "{here}/in.tif"}}, "user", r'"inputs" must be a list of paths'),
     Case("worker-hostile-names", "worker", seg(out="{here}/out.tif", classes=[n.replace(",", " ") for n in HOSTILE_NAMES]), "result", r"", makes=OUT),
 ]
 # fmt: on
