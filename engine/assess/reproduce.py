@@ -73,19 +73,16 @@ def read_label(path: Path) -> np.ndarray:
 
 
 def _settings(request: ReproduceRequest, protocol: Protocol) -> dict:
+    # The protocol's prob_thd for the method, else the method's own default (its meaning differs by
+    # method: ReSeg-CLIP's is a cosine margin), unless --threshold sets one.
     threshold = request.threshold if request.threshold is not None else protocol.threshold(request.method)
-    if threshold is None:
-        raise UserError(
-            f"no probability threshold is known for {request.method} on {protocol.data['name']}: "
-            "pass --threshold"
-        )
     resize = request.resize_long_side or protocol.data["resize_long_side"]
     if int(resize) <= 0:
         raise UserError(f"--resize must be a positive number of pixels, got {resize}")
     return {
         "dataset": protocol.dataset,
         "method": request.method,
-        "threshold": float(threshold),
+        "threshold": None if threshold is None else float(threshold),
         "resize_long_side": int(resize),
         "reduce_zero_label": bool(protocol.data["reduce_zero_label"]),
         "ignore_index": int(protocol.data["ignore_index"]),
@@ -136,10 +133,11 @@ def _segment_image(image: Path, settings: dict, vocabulary_path: Path, folder: P
         "out": str(out),
         "vocabulary": str(vocabulary_path),
         "method": settings["method"],
-        "threshold": settings["threshold"],
         "gsd": long_side / settings["resize_long_side"],  # source pixels per working pixel
         **settings["options"],
     }
+    if settings["threshold"] is not None:
+        raw["threshold"] = settings["threshold"]
     result = run_segment(raw, models=models, cancel=cancel)
     try:
         written = gdal.Open(result.out)  # kept in a name: a band must not outlive its dataset
@@ -226,7 +224,9 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
                 areas = mmseg_iou.image_areas(prediction, label, classes, settings["ignore_index"])
                 image_weights = _weights(record)
                 run_settings = record.get("settings", {})
-                window = {k: run_settings.get(k) for k in ("crop_size", "crop_stride", "working_size")}
+                window = {
+                    k: run_settings.get(k) for k in ("crop_size", "crop_stride", "working_size", "threshold")
+                }
                 weights.update(image_weights)
                 entry = {
                     "image": str(relative),
@@ -258,6 +258,7 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
         "protocol": protocol.data,
         "weights_sha256": weights,
         "sliding_window": {k: window.get(k) for k in ("crop_size", "crop_stride")},
+        "threshold_applied": window.get("threshold"),
         "images": {
             "in_dataset": total_images,
             "evaluated": len(pairs),
