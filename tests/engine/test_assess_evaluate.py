@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 from assess_files import plain_assessment, write_class_raster, write_label_raster, write_polygons
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from engine.assess import evaluate_map
 from engine.assess.pixel_area import row_areas
@@ -219,6 +219,10 @@ def test_polygon_reference_outside_polygons_not_assessed(tmp_path):
     plain = evaluate_map(prediction, reference)
     assert sum(plain["unmatched_reference_codes"].values()) == sum(r == "road" for r, _ in pairs)
     assert list(plain["unmatched_reference_names"].values()) == ["parking"]
+    # The same polygons in degrees are reprojected onto the map's grid: the same pixels, to a hair.
+    gdal.VectorTranslate(str(tmp_path / "ref4326.gpkg"), reference, dstSRS="EPSG:4326", format="GPKG")
+    degrees = evaluate_map(prediction, str(tmp_path / "ref4326.gpkg"), mapping={"road": ["parking"]})
+    assert abs(degrees["assessed_pixels"] - report["assessed_pixels"]) <= 2
 
 
 def test_outputs_never_replace_an_input(tmp_path, same_grid):
