@@ -41,8 +41,9 @@ from ..core.capture import (
     native_gsd_m,
     transform_extent,
 )
-from ..core.engine_client import EngineCancelledError, EngineError
+from ..core.engine_client import EngineCancelledError, EngineDiedError, EngineError
 from ..core.method_defaults import FIDELITIES
+from ..core.output_files import args_sidecar, input_files, remove_engine_leftovers, replace_atomically
 from ..core.polygons import polygonize
 from ..core.segment_request import SegmentJob
 from ..core.styling import save_default_style, style_class_layer, style_polygon_layer
@@ -301,14 +302,22 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             args = job.engine_args()
         except ValueError as error:
             raise QgsProcessingException(str(error)) from error
+        client = engine_service.shared_client()
+        written = {"Classes": out, "Confidence": confidence, "Class polygons": polygons}
+        written.update({"style file": str(Path(out).with_suffix(".qml")), "sidecar": args_sidecar(out)})
         try:
-            result = engine_service.shared_client().request(
-                "segment", args, on_event=on_event, is_cancelled=feedback.isCanceled
-            )
+            # The engine's one rule decides for the files this algorithm writes itself too (polygons,
+            # style): none may be a file of the input layer, nor another output.
+            client.request("check_outputs", {"inputs": input_files(job.capture.path), "outputs": written})
+            result = client.request("segment", args, on_event=on_event, is_cancelled=feedback.isCanceled)
         except EngineCancelledError:
             feedback.pushInfo("cancelled: the engine stopped and wrote nothing")
             return {}
         except EngineError as error:
+            if isinstance(error, EngineDiedError):
+                remove_engine_leftovers([out, confidence, args_sidecar(out)])
+            if error.kind == "user":
+                raise QgsProcessingException(str(error)) from error
             raise QgsProcessingException(f"the engine failed: {error}") from error
         finally:
             if self._rendered_file and os.path.exists(self._rendered_file):
@@ -317,9 +326,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         save_default_style(_styled_raster(out, vocabulary), str(Path(out).with_suffix(".qml")))
         if polygons:
             feedback.setProgressText("polygonizing")
-            if os.path.exists(polygons):
-                os.remove(polygons)
-            polygonize(out, polygons, vocabulary)
+            replace_atomically(polygons, lambda staged: polygonize(out, staged, vocabulary))
         for path in (out, polygons):
             if path and context.willLoadLayerOnCompletion(path):
                 details = context.layerToLoadOnCompletionDetails(path)
