@@ -20,6 +20,7 @@ from engine.methods.catalogue import DEFAULT_METHOD, SPECS
 from engine.methods.reseg.spec import parse_parameter_sets  # noqa: F401 (kept importable from here)
 from engine.methods.spec import FIDELITIES
 from engine.options import SegmentOptions
+from engine.options.scale_arguments import add_scale_arguments
 
 log = logging.getLogger("engine.segment")
 
@@ -113,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-size", type=int, metavar="PIXELS", help="working pixels per read tile (memory)"
     )
+    add_scale_arguments(parser)
     for spec in SPECS.values():
         if spec.extra:
             group = parser.add_argument_group(f"{spec.label} (--method {spec.name})")

@@ -57,6 +57,13 @@ class SegmentOptions:
     tile_size: int | None = None  # working pixels per read tile (memory)
     fidelity: str = "fast"  # "reference": the reference code's structure where the fast path deviates
     warp: bool = False  # warp rasters georeferenced by GCPs or RPCs (engine.pipeline)
+    # Scale (engine.pipeline.partitioned, engine.distributed; resources/docs/scale.md):
+    output_format: str = "gtiff"  # "gtiff" (internal overviews) or "cog"
+    resume: bool = False  # blocks written as parts beside the output; a rerun continues from them
+    executor: str = "local"  # "local" (this process) or "dask"
+    scheduler: str | None = None  # dask: tcp://HOST:PORT, a scheduler file, or local:N
+    retries: int | None = None  # dask: tries again per failed block (None: the pipeline's default)
+    block_tiles: int | None = None  # read tiles per block side (resume, dask)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # --- building ------------------------------------------------------------------------------------
@@ -168,6 +175,7 @@ class SegmentOptions:
             fit_edge=spec.reference.get("fit_edge") if self.reference else None,
             threshold=self.threshold_for(vocabulary),
             overwrite=self.overwrite,
+            output_format=self.output_format,
             **more,
         )
 
@@ -283,4 +291,16 @@ _CONVERT = {
     "random_weights": _flag,
     "overwrite": _flag,
     "warp": _flag,
+    "resume": _flag,
+    "retries": _number(int),
+    "block_tiles": _number(int),
+    "output_format": lambda value, name: _output_format(value),
+    "executor": _text,
+    "scheduler": _text,
 }
+
+
+def _output_format(value):
+    from engine.raster.finish import output_format
+
+    return output_format(str(value))

@@ -37,6 +37,7 @@ from engine.pipeline.tiling import (
     resample_bilinear,
 )
 from engine.raster import grid as grids
+from engine.raster.finish import finish_raster
 from engine.raster.gdal_setup import size_block_cache
 from engine.raster.output_paths import ensure_outputs_safe
 from engine.raster.reader import RasterSource, parse_bands
@@ -78,6 +79,8 @@ class SegmentRequest:
     overwrite: bool = False
     # GCP/RPC (or rotated) rasters: resample to a north-up grid instead of keeping their GCPs/RPCs.
     warp: bool = False
+    # "gtiff": tiled GeoTIFFs with internal overviews; "cog": Cloud-Optimised GeoTIFFs (engine.raster.finish)
+    output_format: str = "gtiff"
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,8 @@ def segment(
         tic = time.perf_counter()
         for writer in writers:
             writer.close()
+        for writer, kind in zip(writers, ("classes", "confidence")):
+            finish_raster(writer.path, kind, request.output_format, writer.shown_as)
         timings["finalise"] = time.perf_counter() - tic
         timings["inference"] = run.seconds
         timings["total"] = time.perf_counter() - started + sum((record or {}).get("timings_s", {}).values())
