@@ -18,6 +18,7 @@ Three input forms:
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,10 +149,22 @@ def colour_to_hex(colour: Colour) -> str:
     return "#{:02x}{:02x}{:02x}".format(*colour)
 
 
+def _plain_text(word: str, where: str) -> str:
+    """``word`` unless it holds a control character (NUL, BEL, DEL, ...): GDAL's category names end at a
+    NUL and drop others, so the class raster would name the class differently from the sidecar."""
+    bad = next((c for c in word if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise UserError(
+            f"the class name {word!r:.80} in {where} holds the control character U+{ord(bad):04X}: "
+            "class names are plain text"
+        )
+    return word
+
+
 def _clean_synonyms(parts: Iterable[str], where: str) -> tuple[str, ...]:
     words: list[str] = []
     for part in parts:
-        word = " ".join(str(part).split())
+        word = _plain_text(" ".join(str(part).split()), where)
         if word and word not in words:
             words.append(word)
     if not words:
@@ -205,7 +218,7 @@ def from_json_data(data: object, where: str = "vocabulary") -> Vocabulary:
         prompts = item.get("prompts") or []
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
             raise UserError(f'{label}: "prompts" must be a list of whole prompts (strings)')
-        name = " ".join(item["name"].split())
+        name = _plain_text(" ".join(item["name"].split()), label)
         if prompts:
             prompts = _clean_synonyms(prompts, label)
             synonyms = _clean_synonyms(extra, label) if any(str(e).strip() for e in extra) else ()

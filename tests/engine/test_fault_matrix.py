@@ -9,7 +9,8 @@ For every case the test asserts: that status, that message, no Python traceback,
 Runs: ``cli`` calls the command's entry point in this process (``engine.cli.main``, the very function
 ``python -m engine`` runs, minus ~3 s of interpreter and torch start-up per case); ``command`` starts
 ``python -m engine segment`` as a subprocess; ``signal-TERM`` / ``signal-INT`` start it and send the
-signal once its temporary outputs exist; ``worker`` sends a request to one ``python -m engine worker``
+signal once its temporary outputs exist; ``check`` is ``models check FILE``, which must diagnose a
+non-checkpoint exactly as ``segment`` does; ``worker`` sends a request to one ``python -m engine worker``
 shared by the worker rows, which must answer every one and stay alive. Read-only and full destinations
 are real tmpfs mounts (the tests run as root); where mounting is not permitted those rows are skipped
 and ``enospc-simulated`` still covers a full disk.
@@ -61,7 +62,7 @@ OUT = ("out.tif", "out.tif.aux.xml", "out.json")  # what a successful run writes
 @dataclass(frozen=True)
 class Case:
     name: str
-    run: str  # cli | command | signal-TERM | signal-INT | worker
+    run: str  # cli | command | signal-TERM | signal-INT | worker | check (``models check FILE``)
     request: object  # CLI: argument string; worker: a request dict, or raw bytes sent as one line
     status: int | str  # exit status; worker: "user" / "internal" error kind, or "result"
     says: str  # regular expression the message must match
@@ -115,6 +116,9 @@ CASES = [
     Case("clip-damaged-zip", "cli", "in.tif --out out.tif --clip {lib}/cut.pt", 2, r"cut\.pt is .*(damaged|not a readable)"),
     Case("clip-is-upsampler", "cli", "in.tif --out out.tif --clip {lib}/jbu768.pt", 2, r"holds upsampler weights .*not clip weights"),
     Case("upsampler-wrong-architecture", "cli", "in.tif --out out.tif --upsampler {lib}/jbu768.pt", 2, r"lifts 768-channel features, but .* gives \d+-channel"),
+    Case("models-check-random-bytes", "check", "{lib}/random.safetensors", 1, r"named \.safetensors but is not a checkpoint.*Expected a safetensors file"),
+    Case("models-check-empty-file", "check", "{lib}/empty.pt", 1, r"empty \(0 bytes\), not a checkpoint"),
+    Case("models-check-folder", "check", "{lib}/weights", 1, r"is a folder, not a checkpoint file"),
     Case("upsampler-random-bytes", "cli", "in.tif --out out.tif --upsampler {lib}/random.safetensors", 2, r"not a checkpoint"),
     # --- destinations that cannot take the outputs ------------------------------------------------------
     Case("read-only-mount", "cli", "in.tif --out ro/out.tif", 2, r"not writable: .*ro \(it is on a read-only file system\)", "ro_mount"),
@@ -130,6 +134,7 @@ CASES = [
     Case("vocabulary-300-classes", "cli", "in.tif --out out.tif --vocabulary {lib}/300.json", 2, r"too many classes \(300\).*at most 255"),
     Case("vocabulary-empty-name", "cli", "in.tif --out out.tif --class ' , '", 2, r"a class needs a name"),
     Case("vocabulary-not-json", "cli", "in.tif --out out.tif --vocabulary {lib}/notes.json", 2, r"not valid JSON"),
+    Case("vocabulary-control-character", "cli", "in.tif --out out.tif --vocabulary {lib}/control.json", 2, r"holds the control character U\+0000: class names are plain text"),
     Case("vocabulary-hostile-names", "cli", "in.tif --out out.tif --vocabulary {lib}/hostile.json", 0, r"RANDOM WEIGHTS", makes=OUT),
     Case("class-2000-characters", "cli", f"in.tif --out out.tif --class {LONG_NAME} --class road", 0, r"RANDOM WEIGHTS", makes=OUT),
     # --- the worker: malformed and hostile requests ------------------------------------------------------
@@ -150,6 +155,7 @@ CASES = [
     Case("worker-300-classes", "worker", seg(out="{here}/o.tif", classes=[f"class {i}" for i in range(300)]), "user", r"too many classes \(300\)"),
     Case("worker-check-polygons-over-input", "worker", {"command": "check_outputs", "args": {"inputs": ["{here}/in.tif"], "outputs": {"Class polygons": "{here}/./in.tif"}}}, "user", r"Class polygons .*in\.tif would write over the input"),
     Case("worker-check-outputs-wrong-type", "worker", {"command": "check_outputs", "args": {"inputs": "{here}/in.tif"}}, "user", r'"inputs" must be a list of paths'),
+    Case("worker-control-character", "worker", seg(out="{here}/o.tif", classes=["bell\u0007ringer"]), "user", r"control character U\+0007"),
     Case("worker-hostile-names", "worker", seg(out="{here}/out.tif", classes=[n.replace(",", " ") for n in HOSTILE_NAMES]), "result", r"", makes=OUT),
 ]
 # fmt: on
@@ -193,6 +199,7 @@ def lib(tmp_path_factory) -> Path:
     torch.save(build_upsampler("jbu_one", 768).state_dict(), lib / "jbu768.pt")
     (lib / "cut.pt").write_bytes((lib / "jbu768.pt").read_bytes()[:4096])
     (lib / "300.json").write_text(json.dumps([{"name": f"class {i}"} for i in range(300)]))
+    (lib / "control.json").write_text(json.dumps([{"name": "road"}, {"name": "nul\u0000name"}]))
     (lib / "hostile.json").write_text(json.dumps([{"name": n} for n in HOSTILE_NAMES]), encoding="utf-8")
     return lib
 
@@ -394,9 +401,10 @@ def test_fault(case: Case, lib: Path, tmp_path, monkeypatch, capsys, request):
         before = snapshot(here, lib)
         if case.run == "worker":
             status, message = _ask_worker(case, here, lib, request.getfixturevalue("worker"))
-        elif case.run == "cli":
+        elif case.run in ("cli", "check"):
             monkeypatch.chdir(here)
-            status = main(_argv(case, here, lib))
+            argv = ["models", "check", _fill_placeholders(case.request, here, lib)]
+            status = main(_argv(case, here, lib) if case.run == "cli" else argv)
             captured = capsys.readouterr()
             message = captured.out + captured.err
         else:
