@@ -15,38 +15,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from engine import __version__
 from engine.errors import UserError
-from engine.pipeline.crop_logits import (
-    CropRunner,
-    CropStore,
-    average_tile_logits,
-    count_crop_evaluations,
-    tile_crops,
-)
+from engine.pipeline.blocks import WriterSink, context_for, padded_image, process_block, whole_plan
+from engine.pipeline.crop_logits import count_crop_evaluations
 from engine.pipeline.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
-from engine.pipeline.scoring import ScoringSettings, score, threshold_kind
-from engine.pipeline.tiling import (
-    TilePlan,
-    aligned_extent,
-    output_sampling,
-    plan_tiles,
-    resample_bilinear,
-)
+from engine.pipeline.scoring import ScoringSettings, threshold_kind
+from engine.pipeline.tiling import TilePlan, plan_tiles
 from engine.raster import grid as grids
 from engine.raster.finish import finish_raster
 from engine.raster.gdal_setup import size_block_cache
 from engine.raster.output_paths import ensure_outputs_safe
 from engine.raster.reader import RasterSource, parse_bands
-from engine.raster.sampling import working_image
 from engine.raster.sidecar import write_sidecar
 from engine.raster.stretch import compute_stretch
 from engine.raster.write_failures import reporting_write_failures
 from engine.raster.writer import (
-    CONFIDENCE_NODATA,
     AtomicFiles,
     ClassRasterWriter,
     ConfidenceRasterWriter,
@@ -291,7 +275,6 @@ def segment(
     thresholds = vocabulary.thresholds(_threshold(request.threshold))
     logit_scale = effective_logit_scale(method, settings)
     kind = threshold_kind(settings.threshold_kind)
-    query_to_class = vocabulary.query_to_class()
     files = AtomicFiles()
     writers = []
     progress(ProgressEvent(0.0, "statistics", "computing the 8-bit stretch"))
@@ -306,25 +289,24 @@ def segment(
         method.set_queries(vocabulary.queries())
     timings["text"] = time.perf_counter() - tic
     bytes_per_crop = getattr(method, "bytes_per_crop", None)
-    run = CropRunner(method, choose_batch_size(device, bytes_per_crop, settings.batch_size), cancel)
-    done = {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0}
     budget, spill_budget = settings.kept_logits_budget, settings.kept_logits_spill_budget
     total_crops = max(1, count_crop_evaluations(plan, budget, len(vocabulary.queries()), spill_budget))
-    store = CropStore(plan, budget, spill_budget, spill_folder=prepared.outputs["out"].parent)
-
-    prepare_window = getattr(method, "prepare_window", None)
-    release_window = getattr(method, "release_window", None)
-    # ReSeg-CLIP cuts SAM windows on a global grid of this many working pixels: read windows widened to
-    # that grid hold every SAM window whole, so a crop's segments never depend on the tile it runs in.
-    sam_window_px = getattr(method, "sam_window_px", None) if prepare_window is not None else None
-
-    def _fraction() -> float:
-        return min(0.02 + 0.96 * done["crops"] / total_crops, 0.98)
-
-    def on_batch(n: int) -> None:
-        done["crops"] += n
-        done["evaluated"] += n
-        progress(ProgressEvent(_fraction(), "inference", f"tile {done['tiles'] + 1}/{plan.tile_count}"))
+    # The one block-processing function (engine.pipeline.blocks): here the whole plan is one block.
+    context = context_for(
+        prepared,
+        vocabulary,
+        method,
+        settings,
+        stretch,
+        batch_size=choose_batch_size(device, bytes_per_crop, settings.batch_size),
+        thresholds=thresholds,
+        logit_scale=logit_scale,
+        kind=kind,
+        cancel=cancel,
+        progress=progress,
+        total_crops=total_crops,
+    )
+    run, done, kept = context.run, context.done, context.kept
 
     try:
         out_path = prepared.outputs["out"]
@@ -339,76 +321,8 @@ def segment(
             )
             writers.append(confidence)
         sidecar_temp = files.temporary_for(prepared.outputs["sidecar"])
-        timings.update(read=0.0, scoring=0.0, write=0.0)
-        if prepare_window is not None:
-            timings["prepare_window"] = 0.0
-        for tile in ((r, c) for r in range(len(plan.rows)) for c in range(len(plan.cols))):
-            row, col = plan.rows[tile[0]], plan.cols[tile[1]]
-            cancel.check()
-            (oy0, oy1), (ox0, ox1) = row.out, col.out
-            tic = time.perf_counter()
-            # Only the validity is kept: the bands, at output resolution, would outlive the tile's tensors.
-            valid = source.read(grid.window.xoff + ox0, grid.window.yoff + oy0, ox1 - ox0, oy1 - oy0)[1]
-            if not valid.any():
-                # Nothing to classify: the crops touching this tile only matter for its own pixels.
-                done["skipped"] += 1
-                done["crops"] += sum(store.get(key) is None for key in tile_crops(row, col))
-                store.finish_tile(tile)
-                labels = np.zeros(valid.shape, np.uint8)
-                classes.write(labels, ox0, oy0)
-                if confidence is not None:
-                    confidence.write(np.full(valid.shape, CONFIDENCE_NODATA, np.float32), ox0, oy0)
-                done["tiles"] += 1
-                continue
-            rows_read, cols_read = row.region, col.region
-            if sam_window_px:
-                # Cut to the crops' extent: past the raster when edge crops are padded (plan_tiles).
-                rows_read = aligned_extent(row.region, int(sam_window_px), plan.row_spans[-1][1])
-                cols_read = aligned_extent(col.region, int(sam_window_px), plan.col_spans[-1][1])
-            image = _padded_image(source, stretch, grid, working, rows_read, cols_read)
-            timings["read"] += time.perf_counter() - tic
-            if prepare_window is not None:
-                # Window-level preparation (ReSeg-CLIP: SAM masks); the origin puts the window in the
-                # working raster so its SAM windows fall on one global grid and are cached.
-                progress(ProgressEvent(_fraction(), "masks", f"tile {done['tiles'] + 1}/{plan.tile_count}"))
-                tic = time.perf_counter()
-                prepare_window(torch.from_numpy(image), origin=(rows_read[0], cols_read[0]))
-                timings["prepare_window"] += time.perf_counter() - tic
-            try:
-                logits = average_tile_logits(
-                    image, (rows_read[0], cols_read[0]), tile, plan, run, store, on_batch
-                )
-            finally:
-                if release_window is not None:
-                    release_window()
-            store.finish_tile(tile)
-            del image
-            col_sampling = output_sampling(ox0, ox1, grid.width, working.width)
-            strip_rows = max(1, settings.score_pixels // (ox1 - ox0))
-            for s0 in range(oy0, oy1, strip_rows):
-                s1 = min(s0 + strip_rows, oy1)
-                tic = time.perf_counter()
-                row_sampling = output_sampling(s0, s1, grid.height, working.height)
-                upsampled = resample_bilinear(
-                    logits, row_sampling, col_sampling, (row.needed[0], col.needed[0])
-                )
-                labels, conf = score(
-                    torch.from_numpy(upsampled), query_to_class, thresholds, logit_scale, kind
-                )
-                labels, conf = labels.numpy(), conf.numpy()
-                strip_valid = valid[s0 - oy0 : s1 - oy0]
-                labels[~strip_valid] = 0
-                timings["scoring"] += time.perf_counter() - tic
-                tic = time.perf_counter()
-                classes.write(labels, ox0, s0)
-                if confidence is not None:
-                    conf[~strip_valid] = CONFIDENCE_NODATA
-                    confidence.write(conf, ox0, s0)
-                timings["write"] += time.perf_counter() - tic
-            # Free this tile's logits before the next tile allocates its own: held across the next
-            # tile, each is another tile-sized block on the heap (~90 MB for a 1792-px-wide raster).
-            del logits, upsampled, labels, conf
-            done["tiles"] += 1
+        process_block(context, whole_plan(plan), WriterSink(classes, confidence))
+        timings.update(context.timings)
         cancel.check()
         progress(ProgressEvent(0.99, "write", "finishing the outputs"))
         tic = time.perf_counter()
@@ -427,9 +341,9 @@ def segment(
             "unique_crops": plan.unique_crops,
             "crops_evaluated": done["evaluated"],
             "crop_uses": plan.crop_runs,
-            "kept_logits_peak_bytes": store.peak_bytes,
-            "kept_logits_spilled_crops": store.spilled_crops,
-            "kept_logits_spill_peak_bytes": store.peak_spilled_bytes,
+            "kept_logits_peak_bytes": kept["peak_bytes"],
+            "kept_logits_spilled_crops": kept["spilled_crops"],
+            "kept_logits_spill_peak_bytes": kept["spill_peak_bytes"],
             "batches": run.batches,
             "batch_size": run.batch_size,
         }
@@ -443,8 +357,6 @@ def segment(
             writer.abandon()  # never raises: a failure here must not stop the clean-up
         files.discard()
         raise
-    finally:
-        store.close()
     progress(ProgressEvent(1.0, "done", f"wrote {out_path}"))
     return SegmentResult(
         str(out_path),
@@ -454,16 +366,7 @@ def segment(
     )
 
 
-def _padded_image(source, stretch, grid, working, rows: tuple[int, int], cols: tuple[int, int]):
-    """(3, h, w) uint8 working image of ``rows`` × ``cols``; black past the raster's working extent
-    (where padded edge crops reach, ``PipelineSettings.crop_edge == "pad"``)."""
-    inside_rows = (rows[0], min(rows[1], working.height))
-    inside_cols = (cols[0], min(cols[1], working.width))
-    image = working_image(source, stretch, grid, working, inside_rows, inside_cols)
-    pad_rows, pad_cols = rows[1] - inside_rows[1], cols[1] - inside_cols[1]
-    if pad_rows or pad_cols:
-        image = np.pad(image, ((0, 0), (0, pad_rows), (0, pad_cols)))
-    return image
+_padded_image = padded_image  # moved to engine.pipeline.blocks
 
 
 def _gsd_rule(request: SegmentRequest) -> str:
