@@ -50,6 +50,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from engine.cli.diagnostics import engine_report
+from engine.cli.interrupts import Stopped, exit_status, stop_on_signals
 from engine.cli.run_speed import estimate_time, remember_run
 from engine.errors import Cancelled, UserError
 from engine.runtime.allocator import release_free_memory
@@ -163,6 +164,7 @@ class Worker:
         self.tokens: dict[str, object] = {}
         self.tokens_lock = threading.Lock()
         self.log_handler = EventLogHandler(channel)
+        self.warm_models: set[str] = set()  # run-speed keys whose models are loaded (engine.cli.run_speed)
 
     def token_for(self, request_id: str):
         from engine.pipeline.progress import CancelToken
@@ -277,7 +279,7 @@ class Worker:
         settings = options.pipeline_settings()
         request = options.segment_request(vocabulary)
         summary = estimate(request, spec.crop_size, spec.crop_stride, settings=settings, queries=queries)
-        summary["time"] = estimate_time(args, summary["crop_evaluations"])  # engine.cli.run_speed
+        summary["time"] = estimate_time(args, summary["crop_evaluations"], self.warm_models)
         return summary
 
     def segment(self, key: str | None, args: dict) -> dict:
@@ -290,7 +292,7 @@ class Worker:
             self.channel.send({"id": key, "event": "progress", **event.to_json()})
 
         result = run_segment(args, models=self.models, progress=progress, cancel=token)
-        remember_run(args, result.record)  # this machine's seconds per window, for later estimates
+        remember_run(args, result.record, self.warm_models)  # this machine's speed, for later estimates
         return {
             "out": result.out,
             "confidence": result.confidence,
@@ -330,9 +332,12 @@ def run(args: argparse.Namespace) -> int:
     reader = threading.Thread(target=worker.read_requests, args=(sys.stdin,), daemon=True)
     reader.start()
     try:
-        worker.serve()
-    except KeyboardInterrupt:
-        return 130
+        with stop_on_signals():  # SIGTERM, like Ctrl-C, unwinds a running request: its files are removed
+            worker.serve()
+    except KeyboardInterrupt as exc:
+        why = f"stopped by {exc.name}" if isinstance(exc, Stopped) else "interrupted"
+        print(f"{why}: the request in progress wrote nothing", file=sys.stderr)
+        return exit_status(exc)
     finally:
         engine_logger.removeHandler(worker.log_handler)
         logging.getLogger("py.warnings").removeHandler(worker.log_handler)

@@ -10,7 +10,8 @@ Runs: ``cli`` calls the command's entry point in this process (``engine.cli.main
 ``python -m engine`` runs, minus ~3 s of interpreter and torch start-up per case); ``command`` starts
 ``python -m engine segment`` as a subprocess; ``signal-TERM`` / ``signal-INT`` start it and send the
 signal once its temporary outputs exist; ``check`` is ``models check FILE``, which must diagnose a
-non-checkpoint exactly as ``segment`` does; ``worker`` sends a request to one ``python -m engine worker``
+non-checkpoint exactly as ``segment`` does; ``worker-signal-TERM`` gives a fresh worker one segment
+request and sends SIGTERM mid-run; ``worker`` sends a request to one ``python -m engine worker``
 shared by the worker rows, which must answer every one and stay alive. Read-only and full destinations
 are real tmpfs mounts (the tests run as root); where mounting is not permitted those rows are skipped
 and ``enospc-simulated`` still covers a full disk.
@@ -62,7 +63,7 @@ OUT = ("out.tif", "out.tif.aux.xml", "out.json")  # what a successful run writes
 @dataclass(frozen=True)
 class Case:
     name: str
-    run: str  # cli | command | signal-TERM | signal-INT | worker | check (``models check FILE``)
+    run: str  # cli | command | signal-TERM | signal-INT | worker | worker-signal-TERM | check (models check)
     request: object  # CLI: argument string; worker: a request dict, or raw bytes sent as one line
     status: int | str  # exit status; worker: "user" / "internal" error kind, or "result"
     says: str  # regular expression the message must match
@@ -129,6 +130,7 @@ CASES = [
     Case("out-is-folder", "cli", "in.tif --out sub --overwrite", 2, r"(is a folder|are the same file)", "subdir"),
     # --- stopped mid-run ----------------------------------------------------------------------------------
     Case("sigterm-mid-run", "signal-TERM", "{lib}/large.tif --out out.tif --confidence conf.tif --gsd 0.25 --tile-size 64", 143, r"stopped by SIGTERM: nothing was written"),
+    Case("worker-sigterm-mid-run", "worker-signal-TERM", seg(input="{lib}/large.tif", out="{here}/out.tif", confidence="{here}/conf.tif", gsd=0.25, tile_size=64), 143, r"stopped by SIGTERM: the request in progress wrote nothing"),
     Case("sigint-mid-run", "signal-INT", "{lib}/large.tif --out out.tif --confidence conf.tif --gsd 0.25 --tile-size 64", 130, r"stopped by SIGINT: nothing was written"),
     # --- vocabularies ---------------------------------------------------------------------------------------
     Case("vocabulary-300-classes", "cli", "in.tif --out out.tif --vocabulary {lib}/300.json", 2, r"too many classes \(300\).*at most 255"),
@@ -304,19 +306,27 @@ def _engine_env() -> dict:
     return env
 
 
-def _run_command(argv: list[str], here: Path, stop: str | None) -> tuple[int, str]:
+def _run_command(argv: list[str], here: Path, stop: str | None, stdin: str = "") -> tuple[int, str]:
+    """``python -m engine ARGV`` in ``here`` (``stdin`` written to it); ``stop``: the signal's name, sent
+    once a temporary output exists. Exit status and everything printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "engine", *argv],
         cwd=here,
         env={**_engine_env(), "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    process.stdin.write(stdin + "\n" if stdin else "")
+    process.stdin.flush()
     if stop:
         deadline = time.monotonic() + 120
         while not any(".partial-" in p.name for p in here.iterdir()):  # mid-run: outputs being written
-            assert process.poll() is None, "the run ended before it could be stopped"
+            if process.poll() is not None:
+                raise AssertionError(
+                    "the run ended before it could be stopped: " + process.stderr.read()[-3000:]
+                )
             assert time.monotonic() < deadline
             time.sleep(0.02)
         process.send_signal(getattr(signal, "SIG" + stop))
@@ -407,6 +417,9 @@ def test_fault(case: Case, lib: Path, tmp_path, monkeypatch, capsys, request):
             status = main(_argv(case, here, lib) if case.run == "cli" else argv)
             captured = capsys.readouterr()
             message = captured.out + captured.err
+        elif case.run.startswith("worker-signal-"):
+            request = json.dumps({"id": case.name, **_fill_placeholders(case.request, here, lib)})
+            status, message = _run_command(["worker"], here, case.run.split("-")[2], request)
         else:
             stop = case.run.split("-")[1] if case.run.startswith("signal-") else None
             status, message = _run_command(_argv(case, here, lib), here, stop)
