@@ -95,6 +95,8 @@ CASES = [
     Case("confidence-is-input-symlink", "cli", "in.tif --out out.tif --confidence link.tif --overwrite", 2, r"--confidence link\.tif would write over", "symlink"),
     Case("out-is-vrt-source", "cli", "v.vrt --out in.tif --overwrite", 2, r"in\.tif, a file of the input v\.vrt", "vrt"),
     Case("out-is-aux-xml-of-input", "cli", "in.tif --out out.tif --confidence in.tif.aux.xml --overwrite", 2, r"in\.tif\.aux\.xml, a file of the input", "aux"),
+    Case("sidecar-is-vocabulary", "cli", "in.tif --vocabulary town.json --out town.tif --overwrite", 2, r"sidecar town\.json would write over .*town\.json", "vocab_file"),
+    Case("out-is-checkpoint", "cli", "in.tif --upsampler up.pt --out up.pt --overwrite", 2, r"--out up\.pt would write over", "checkpoint_file"),
     Case("sidecar-is-input", "cli", "in.json --out in.tif --overwrite", 2, r"would write over", "json_input"),
     # --- two outputs are one file ---------------------------------------------------------------------
     Case("out-is-confidence", "cli", "in.tif --out out.tif --confidence out.tif", 2, r"--out and --confidence are the same file"),
@@ -240,6 +242,10 @@ def _setup(name: str, here: Path, lib: Path, monkeypatch, mounts: list) -> None:
         gdal.BuildVRT(str(here / "v.vrt"), [str(here / "in.tif")])
     elif name == "json_input":
         gdal.Translate(str(here / "in.json"), str(here / "in.tif"), format="GTiff")  # a GeoTIFF named .json
+    elif name == "vocab_file":
+        (here / "town.json").write_text(json.dumps([{"name": "road"}, {"name": "roof"}]))
+    elif name == "checkpoint_file":
+        shutil.copy(lib / "jbu768.pt", here / "up.pt")
     elif name == "old_out":
         _setup_old_outputs(here)
     elif name == "ro_mount":
