@@ -13,7 +13,8 @@ import logging
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from engine.errors import Cancelled, UserError
 from engine.methods.catalogue import DEFAULT_METHOD, SPECS
@@ -147,13 +148,22 @@ def prepare_job(raw: Mapping | SegmentOptions) -> Job:
     vocabulary = options.vocabulary_of()
     device = resolve_device(options.device)
     spec = options.spec
+    request = replace(options.segment_request(vocabulary), other_inputs=files_read(options))
     prepared = prepare(
-        options.segment_request(vocabulary),
+        request,
         spec.crop_size,
         spec.crop_stride,
         settings=options.pipeline_settings(),
     )
     return Job(options, vocabulary, prepared, device, options.method_options(device))
+
+
+def files_read(options: SegmentOptions) -> tuple[str, ...]:
+    """Files besides the raster that a request names (vocabulary, checkpoints, templates, SAM parameter
+    sets, ...): an output that is one of them would destroy it (``--out buildings.tif`` writes its
+    sidecar over a vocabulary ``buildings.json``)."""
+    named = [v for k, v in options.to_args().items() if k not in ("input", "out", "confidence")]
+    return tuple(v for v in named if isinstance(v, str) and Path(v).expanduser().is_file())
 
 
 def run_segment(raw, *, models=None, progress=None, cancel=None, job: Job | None = None):

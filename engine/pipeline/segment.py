@@ -50,6 +50,8 @@ class SegmentRequest:
 
     input: str
     out: str | None = None  # None only for estimates
+    # Other files the run reads (vocabulary, checkpoints, ...): no output may be one of them either.
+    other_inputs: tuple[str, ...] = ()
     confidence: str | None = None
     bands: tuple[int, ...] | str | None = None  # "3,2,1" or (3, 2, 1); None: R/G/B bands, else 1-2-3
     bbox: str | tuple[float, float, float, float] | None = None  # minx,miny,maxx,maxy
@@ -161,7 +163,7 @@ def prepare(
             raise UserError("no output given: pass --out OUT.tif")
         # Before any existence check: an output over an input is refused whatever --overwrite says.
         ensure_outputs_safe(
-            [request.input],
+            [request.input, *request.other_inputs],
             {
                 "--out": request.out,
                 "--confidence": request.confidence,
