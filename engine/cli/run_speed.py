@@ -20,6 +20,7 @@ from engine.pipeline.run_time import (
     SpeedStore,
     expected_run_time,
     reference_for,
+    setup_seconds_of_run,
     window_seconds_of_run,
 )
 
@@ -69,8 +70,11 @@ def matmul_gflops(device: str, dtype: str) -> float:
     return _peaks[(device, dtype)]
 
 
-def estimate_time(args: Mapping, windows: int, store: SpeedStore | None = None) -> dict | None:
-    """The ``time`` entry of an estimate (engine.pipeline.run_time.expected_run_time), or None."""
+def estimate_time(
+    args: Mapping, windows: int, warm: set[str] | None = None, store: SpeedStore | None = None
+) -> dict | None:
+    """The ``time`` entry of an estimate (engine.pipeline.run_time.expected_run_time), or None.
+    ``warm``: the keys (SpeedKey.text) whose models this process holds loaded (no setup then)."""
     try:
         key = speed_key(args)
     except UserError:
@@ -80,11 +84,14 @@ def estimate_time(args: Mapping, windows: int, store: SpeedStore | None = None) 
     reference = reference_for(key)
     if (store is None or store.seconds_per_window(key) is None) and reference is not None:
         peaks = {reference.peak_dtype: matmul_gflops(key.device, reference.peak_dtype)}
-    return expected_run_time(key, windows, store, peaks)
+    return expected_run_time(key, windows, store, peaks, model_loaded=key.text() in (warm or ()))
 
 
-def remember_run(args: Mapping, record: Mapping, store: SpeedStore | None = None) -> None:
-    """Add a finished run's seconds per window to the store (never fails the run)."""
+def remember_run(
+    args: Mapping, record: Mapping, warm: set[str] | None = None, store: SpeedStore | None = None
+) -> None:
+    """Add a finished run's seconds per window and setup to the store (never fails the run); its key
+    joins ``warm`` (the process now holds that model)."""
     seconds = window_seconds_of_run(dict(record))
     if seconds is None:
         return
@@ -92,7 +99,9 @@ def remember_run(args: Mapping, record: Mapping, store: SpeedStore | None = None
         key = speed_key(args)
     except UserError:
         return
+    if warm is not None:
+        warm.add(key.text())
     store = store or speed_store()
     if store is not None:
-        store.add(key, seconds)
+        store.add(key, seconds, setup_seconds_of_run(dict(record)))
     log.debug("run speed: %.3f s per window for %s", seconds, key.text())

@@ -9,9 +9,10 @@ Seconds per window, best source first:
   bench machine (the caller measures that once, in about a tenth of a second).
 
 A window's seconds cover everything a run does per evaluated window (reading, CLIP, the upsampler, SAM for
-ReSeg-CLIP, scoring, writing); loading the model and encoding a new vocabulary come on top, once. The
-reference is rough (SAM's share varies with the scene; a GPU runs small batches below its matmul peak):
-it is shown as such until the first run here replaces it with a measurement.
+ReSeg-CLIP, scoring, writing). Setting up (loading the model, encoding the vocabulary's text) comes on top
+when the engine has not loaded the model yet: measured the same way (the last runs that loaded it), else
+the bench's load and text times. The reference is rough (SAM's share varies with the scene; a GPU runs
+small batches below its matmul peak): it is shown as such until a run here replaces it with a measurement.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 KEPT_RUNS = 5
 #: File name of the store inside the engine's home folder.
 SPEED_FILE_NAME = "window-speed.json"
+#: A run whose model load took less than this found the model loaded already: no setup measured.
+LOADED_MODEL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Reference:
     peak_gflops: float
     peak_dtype: str  # the float type whose matmul peak the window time scales with
     case: str
+    setup_seconds: float = 0.0  # the first run's model load + text encoding (not scaled)
 
 
 # (method, SAM architecture or "", float type) → the bench machine's figure (AMD EPYC, 2 cores, CPU; the
@@ -45,19 +49,19 @@ class Reference:
 # CLIP's type, so its windows scale with the float32 peak (the suite's, 414 GFLOP/s, for the bf16 case).
 REFERENCE: dict[tuple[str, str, str], Reference] = {
     ("segearth-ov", "", "float32"): Reference(
-        13.606 / 49, 410.2, "float32", "cpu/per-km2/segearth-ov/float32"
+        13.606 / 49, 410.2, "float32", "cpu/per-km2/segearth-ov/float32", 3.175 + 3.207
     ),
     ("segearth-ov", "", "bfloat16"): Reference(
-        8.294 / 49, 718.44, "bfloat16", "cpu/per-km2/segearth-ov/bfloat16"
+        8.294 / 49, 718.44, "bfloat16", "cpu/per-km2/segearth-ov/bfloat16", 3.425 + 2.238
     ),
     ("reseg-clip", "vit_b", "float32"): Reference(
-        29.708 / 16, 407.96, "float32", "cpu/per-km2/reseg-clip/float32"
+        29.708 / 16, 407.96, "float32", "cpu/per-km2/reseg-clip/float32", 3.31 + 0.265
     ),
     ("reseg-clip", "vit_b", "bfloat16"): Reference(
-        25.596 / 16, 414.17, "float32", "cpu/per-km2/reseg-clip/bfloat16"
+        25.596 / 16, 414.17, "float32", "cpu/per-km2/reseg-clip/bfloat16", 3.072 + 0.132
     ),
     ("reseg-clip", "vit_h", "float32"): Reference(
-        105.113 / 16, 413.32, "float32", "cpu/per-km2/reseg-clip-sam-vit-h/float32"
+        105.113 / 16, 413.32, "float32", "cpu/per-km2/reseg-clip-sam-vit-h/float32", 10.422 + 0.209
     ),
 }
 #: ReSeg-CLIP's default SAM architecture (the registry's default SAM is sam-vit-h).
@@ -85,6 +89,15 @@ class SpeedKey:
         return "|".join((self.method, self.device, self.dtype, self.clip, self.sam))
 
 
+def setup_seconds_of_run(record: dict) -> float | None:
+    """Seconds a finished run spent setting up (model load + text), if it loaded its model."""
+    timings = record.get("timings_s") or {}
+    load = float(timings.get("model_load") or 0.0)
+    if load < LOADED_MODEL_SECONDS:
+        return None
+    return load + float(timings.get("text") or 0.0)
+
+
 def window_seconds_of_run(record: dict) -> float | None:
     """Seconds per evaluated window of a finished run, from its sidecar record (``timings_s``,
     ``windows``): the run's time less the once-per-run parts (model loading, text, statistics)."""
@@ -99,37 +112,50 @@ def window_seconds_of_run(record: dict) -> float | None:
 
 
 class SpeedStore:
-    """This machine's measured seconds per window, by ``SpeedKey``; a JSON file written by rename.
+    """This machine's measured seconds, by ``SpeedKey``: per window (``window``) and for setting up
+    (``setup``), each the last KEPT_RUNS runs; a JSON file written by rename.
 
     A file that cannot be read or written only loses the measurements: the estimate falls back to the
     reference, a run never fails for it."""
 
+    SERIES = ("window", "setup")
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
 
-    def _read(self) -> dict[str, list[float]]:
+    def _read(self) -> dict[str, dict[str, list[float]]]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict):
             return {}
-        return {
-            key: [float(v) for v in values if isinstance(v, int | float) and v > 0]
-            for key, values in data.items()
-            if isinstance(values, list)
-        }
+        kept = {}
+        for key, entry in data.items():
+            if isinstance(entry, dict):
+                kept[key] = {
+                    name: [float(v) for v in entry.get(name) or [] if isinstance(v, int | float) and v > 0]
+                    for name in self.SERIES
+                }
+        return kept
 
-    def seconds_per_window(self, key: SpeedKey) -> tuple[float, int] | None:
-        """(median seconds per window, number of runs) measured here for ``key``, or None."""
-        values = self._read().get(key.text())
+    def median(self, key: SpeedKey, series: str = "window") -> tuple[float, int] | None:
+        """(median seconds, number of runs) measured here for ``key`` in ``series``, or None."""
+        values = self._read().get(key.text(), {}).get(series)
         if not values:
             return None
         return statistics.median(values), len(values)
 
-    def add(self, key: SpeedKey, seconds: float) -> None:
+    def seconds_per_window(self, key: SpeedKey) -> tuple[float, int] | None:
+        return self.median(key, "window")
+
+    def add(self, key: SpeedKey, seconds: float, setup_seconds: float | None = None) -> None:
+        """Add one run: its seconds per window and, if it loaded its model, its setup seconds."""
         data = self._read()
-        data[key.text()] = [*data.get(key.text(), []), round(float(seconds), 6)][-KEPT_RUNS:]
+        entry = data.setdefault(key.text(), {name: [] for name in self.SERIES})
+        for name, value in (("window", seconds), ("setup", setup_seconds)):
+            if value is not None:
+                entry[name] = [*entry[name], round(float(value), 6)][-KEPT_RUNS:]
         temporary = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,32 +177,39 @@ def reference_for(key: SpeedKey) -> Reference | None:
 
 
 def expected_run_time(
-    key: SpeedKey, windows: int, store: SpeedStore | None, peak_gflops: dict[str, float] | None
+    key: SpeedKey,
+    windows: int,
+    store: SpeedStore | None,
+    peak_gflops: dict[str, float] | None,
+    model_loaded: bool = False,
 ) -> dict | None:
     """The run's expected seconds for ``windows`` evaluated windows, or None when nothing gives a speed.
 
     ``peak_gflops``: this device's matmul GFLOP/s per float type name, for the reference (only the
-    type ``reference_for(key).peak_dtype`` is read). Returns ``seconds``, ``seconds_per_window``,
-    ``basis`` ("measured" or "reference"), ``runs`` (measured) or ``case`` (reference), and ``device``."""
+    type ``reference_for(key).peak_dtype`` is read). ``model_loaded``: the engine holds the model
+    already (no setup). Returns ``seconds`` (all), ``window_seconds``, ``setup_seconds``,
+    ``seconds_per_window``, ``basis`` ("measured" or "reference", for the windows), ``runs``
+    (measured) or ``case`` (reference), and ``device``."""
+    reference = reference_for(key)
     measured = store.seconds_per_window(key) if store is not None else None
     if measured is not None:
         per_window, runs = measured
-        return {
-            "seconds": windows * per_window,
-            "seconds_per_window": per_window,
-            "basis": "measured",
-            "runs": runs,
-            "device": key.device,
-        }
-    reference = reference_for(key)
-    peak = (peak_gflops or {}).get(reference.peak_dtype) if reference is not None else None
-    if reference is None or not peak or peak <= 0:
-        return None
-    per_window = reference.seconds_per_window * reference.peak_gflops / peak
+        time = {"basis": "measured", "runs": runs}
+    else:
+        peak = (peak_gflops or {}).get(reference.peak_dtype) if reference is not None else None
+        if reference is None or not peak or peak <= 0:
+            return None
+        per_window = reference.seconds_per_window * reference.peak_gflops / peak
+        time = {"basis": "reference", "case": reference.case}
+    setup = 0.0
+    if not model_loaded:
+        measured_setup = store.median(key, "setup") if store is not None else None
+        setup = measured_setup[0] if measured_setup else (reference.setup_seconds if reference else 0.0)
     return {
-        "seconds": windows * per_window,
+        "seconds": windows * per_window + setup,
+        "window_seconds": windows * per_window,
+        "setup_seconds": setup,
         "seconds_per_window": per_window,
-        "basis": "reference",
-        "case": reference.case,
+        **time,
         "device": key.device,
     }

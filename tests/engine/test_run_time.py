@@ -16,6 +16,7 @@ from engine.pipeline.run_time import (
     expected_run_time,
     reference_for,
     sam_architecture,
+    setup_seconds_of_run,
     window_seconds_of_run,
 )
 
@@ -34,6 +35,9 @@ def test_a_runs_window_time_leaves_out_what_happens_once_per_run():
         "windows": {"crops_evaluated": 7},
     }
     assert abs(window_seconds_of_run(record) - (10.75 - 3.0 - 0.5 - 0.25) / 7) < 1e-12
+    assert setup_seconds_of_run(record) == 3.5  # loading the model + the text
+    cached = {**record, "timings_s": {**record["timings_s"], "model_load": 0.01}}
+    assert setup_seconds_of_run(cached) is None  # the model was loaded already: nothing to learn
     assert window_seconds_of_run({"timings_s": {"total": 2.0}, "windows": {"crops_evaluated": 0}}) is None
     assert window_seconds_of_run({"windows": {"crops_evaluated": 3}}) is None
 
@@ -59,23 +63,29 @@ def test_an_unreadable_store_loses_only_its_measurements(tmp_path):
     assert store.seconds_per_window(SEGEARTH) is None
     store.add(SEGEARTH, 0.25)
     assert store.seconds_per_window(SEGEARTH) == (0.25, 1)
-    assert json.loads(path.read_text()) == {SEGEARTH.text(): [0.25]}
+    assert json.loads(path.read_text()) == {SEGEARTH.text(): {"window": [0.25], "setup": []}}
 
 
 def test_a_measurement_wins_over_the_reference_and_the_reference_scales_with_matmul_speed(tmp_path):
     reference = REFERENCE[("segearth-ov", "", "float32")]
     at_bench_speed = expected_run_time(SEGEARTH, 49, None, {"float32": reference.peak_gflops})
     assert at_bench_speed["basis"] == "reference"
-    assert abs(at_bench_speed["seconds"] - 49 * reference.seconds_per_window) < 1e-9
-    twice_as_fast = expected_run_time(SEGEARTH, 49, None, {"float32": 2 * reference.peak_gflops})
-    assert abs(twice_as_fast["seconds"] - at_bench_speed["seconds"] / 2) < 1e-9
+    assert abs(at_bench_speed["window_seconds"] - 49 * reference.seconds_per_window) < 1e-9
+    assert at_bench_speed["setup_seconds"] == reference.setup_seconds > 0  # the model is not loaded
+    assert at_bench_speed["seconds"] == at_bench_speed["window_seconds"] + reference.setup_seconds
+    twice_as_fast = expected_run_time(SEGEARTH, 49, None, {"float32": 2 * reference.peak_gflops}, True)
+    assert abs(twice_as_fast["seconds"] - at_bench_speed["window_seconds"] / 2) < 1e-9  # loaded: no setup
     assert expected_run_time(SEGEARTH, 49, None, None) is None  # no speed known at all
 
     store = SpeedStore(tmp_path / "speed.json")
-    store.add(SEGEARTH, 0.5)
+    store.add(SEGEARTH, 0.5, setup_seconds=8.0)
+    store.add(SEGEARTH, 0.7)  # a run that found the model loaded: no setup sample
+    store.add(SEGEARTH, 0.6, setup_seconds=6.0)
     measured = expected_run_time(SEGEARTH, 10, store, {"float32": reference.peak_gflops})
-    assert measured["basis"] == "measured" and measured["runs"] == 1
-    assert abs(measured["seconds"] - 5.0) < 1e-12
+    assert measured["basis"] == "measured" and measured["runs"] == 3
+    assert abs(measured["window_seconds"] - 10 * 0.6) < 1e-12  # median of 0.5, 0.7, 0.6
+    assert measured["setup_seconds"] == 7.0  # median of 8 and 6
+    assert expected_run_time(SEGEARTH, 10, store, None, model_loaded=True)["seconds"] == 10 * 0.6
 
 
 def test_reseg_clip_reference_follows_the_sam_architecture():
@@ -104,14 +114,22 @@ def test_worker_estimate_states_the_time_and_a_finished_run_measures_it(tmp_path
     peak = run_speed._peaks[("cpu", "float32")]
     reference = REFERENCE[("segearth-ov", "", "float32")]
     expected = first["crop_evaluations"] * reference.seconds_per_window * reference.peak_gflops / peak
-    assert abs(time["seconds"] - expected) < 1e-9
+    assert abs(time["window_seconds"] - expected) < 1e-9
+    assert time["setup_seconds"] == reference.setup_seconds  # nothing loaded yet
 
     result = served.segment("s1", {**args, "classes": ["building", "road"], "out": str(tmp_path / "o.tif")})
     per_window = window_seconds_of_run(result["record"])
     after = served.estimate(args)["time"]
     assert after["basis"] == "measured" and after["runs"] == 1
     assert abs(after["seconds_per_window"] - round(per_window, 6)) < 1e-9
+    # The worker holds the model now: the time is the windows' alone.
+    assert after["setup_seconds"] == 0.0
     assert abs(after["seconds"] - first["crop_evaluations"] * after["seconds_per_window"]) < 1e-9
+    # A fresh worker (QGIS restarted) has to load it: the setup measured by that run comes back.
+    fresh = worker_module.Worker(worker_module.Channel(io.StringIO())).estimate(args)["time"]
+    setup = setup_seconds_of_run(result["record"])  # None if the tiny model loaded in no time
+    expected_setup = reference.setup_seconds if setup is None else round(setup, 6)
+    assert abs(fresh["setup_seconds"] - expected_setup) < 1e-9
     # Another float type has no measurement yet: the reference again.
     assert served.estimate({**args, "dtype": "bfloat16"})["time"]["basis"] == "reference"
 
