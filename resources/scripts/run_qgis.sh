@@ -35,6 +35,6 @@ args=(--nologo --noversioncheck --profiles-path "$profiles")
 if [ "${HEADLESS:-0}" = 1 ]; then
   mkdir -p "$(dirname "$shot")"
   export RS_OVSEG_SCREENSHOT="$(realpath -m "$shot")"
-  exec xvfb-run -a -s "-screen 0 1600x1000x24" qgis "${args[@]}" --code resources/scripts/qgis_screenshot.py
+  exec xvfb-run -a -s "-screen 0 1600x1000x24" qgis "${args[@]}" --code "${RS_OVSEG_CODE:-resources/scripts/qgis_screenshot.py}"
 fi
 exec qgis "${args[@]}"

@@ -130,16 +130,17 @@ def model_text(result: dict) -> str:
 
 
 def time_text(result: dict) -> str:
-    """The expected duration and where the speed behind it comes from (engine.pipeline.run_time)."""
+    """The expected duration, the share of loading the model (first run after QGIS starts) and where
+    the speed behind it comes from (engine.pipeline.run_time)."""
     time = result.get("time")
     if not time:
-        return "no estimate for this device"
+        return "not known yet: the first run here measures it"
     device = DEVICE_NAMES.get(time.get("device"), str(time.get("device")))
+    setup = time.get("setup_seconds") or 0.0
+    loading = f", {duration_text(setup)} of it loading the model" if setup >= 1 else ""
     if time.get("basis") == "measured":
-        return f"about {duration_text(time['seconds'])} on the {device} (speed measured on this computer)"
-    return (
-        f"roughly {duration_text(time['seconds'])} on the {device} (benchmark speed scaled to this {device})"
-    )
+        return f"about {duration_text(time['seconds'])} on the {device}{loading} (speed measured here)"
+    return f"roughly {duration_text(time['seconds'])} on the {device}{loading} (benchmark speed scaled to it)"
 
 
 def estimate_warnings(result: dict) -> str:

@@ -13,7 +13,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from .styling import style_class_layer, style_polygon_layer
+from .styling import style_class_layer, style_confidence_layer, style_polygon_layer
 from .vocabulary import Vocabulary
 
 
@@ -59,6 +59,7 @@ def add_run_to_project(
     if outputs.confidence is not None:
         confidence = QgsRasterLayer(str(outputs.confidence), f"{vocabulary.name} confidence", "gdal")
         if confidence.isValid():
+            style_confidence_layer(confidence)
             layers.append(confidence)
     group = _insert_group(project, group_name, above)
     for layer in layers:

@@ -62,7 +62,7 @@ class WorkEstimate:
         if self.extent_outline is None:
             return
         following = self.extent_widget.extentState() == QgsExtentWidget.CurrentExtent
-        shown = self.isVisible() and not following
+        shown = not self.isHidden() and not following  # the panel is open (not closed by the user)
         self.extent_outline.show(self.current_extent() if shown else None)
 
     def remove_extent_outline(self) -> None:

@@ -51,13 +51,11 @@ def test_the_output_and_the_model_grid_are_two_separate_lines():
     assert output_text(plain) == "1,000 × 1,000 px (the input has no georeferencing)"
 
 
-def test_the_time_says_where_its_speed_comes_from():
-    measured = {"seconds": 31.0, "seconds_per_window": 3.4, "basis": "measured", "runs": 2, "device": "cpu"}
-    assert (
-        time_text({**ESTIMATE, "time": measured}) == "about 30 s on the CPU (speed measured on this computer)"
-    )
-    reference = {"seconds": 400.0, "basis": "reference", "device": "cuda"}
+def test_the_time_says_where_its_speed_comes_from_and_what_loading_takes():
+    measured = {"seconds": 31.0, "setup_seconds": 0.0, "basis": "measured", "runs": 2, "device": "cpu"}
+    assert time_text({**ESTIMATE, "time": measured}) == "about 30 s on the CPU (speed measured here)"
+    reference = {"seconds": 400.0, "setup_seconds": 12.0, "basis": "reference", "device": "cuda"}
     assert time_text({**ESTIMATE, "time": reference}) == (
-        "roughly 7 min on the GPU (CUDA) (benchmark speed scaled to this GPU (CUDA))"
+        "roughly 7 min on the GPU (CUDA), 10 s of it loading the model (benchmark speed scaled to it)"
     )
-    assert time_text({**ESTIMATE, "time": None}) == "no estimate for this device"
+    assert time_text({**ESTIMATE, "time": None}) == "not known yet: the first run here measures it"
