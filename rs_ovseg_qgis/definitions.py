@@ -7,6 +7,7 @@ from __future__ import annotations
 
 PROVIDER_ID = "rs_ovseg"
 SEGMENT_ALGORITHM_ID = "segment"
+ASSESS_ALGORITHM_ID = "assess"
 
 # (engine name, label shown to the user); the first is the default.
 METHODS: list[tuple[str, str]] = [

@@ -26,6 +26,7 @@ class RsOvsegProvider(QgsProcessingProvider):
 
     @staticmethod
     def algorithm_classes() -> list:
+        from .assess_algorithm import AssessAlgorithm
         from .segment_algorithm import SegmentAlgorithm
 
-        return [SegmentAlgorithm]
+        return [SegmentAlgorithm, AssessAlgorithm]

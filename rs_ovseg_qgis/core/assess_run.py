@@ -1,0 +1,148 @@
+"""One assessment started from the dock: ``rs_ovseg:assess`` in a QgsTask, then its table in the project.
+
+Like a segment run (core.segment_run): the same Processing algorithm as the toolbox runs in QGIS's task
+manager (progress, cancel). Only when it succeeds is the confusion-matrix table added to the map's layer
+group and the report's path kept on that group (``REPORT_PROPERTY``), so the project remembers which
+report belongs to which run. A cancelled or failed assessment adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgis.core import (
+    QgsApplication,
+    QgsLayerTreeGroup,
+    QgsLayerTreeNode,
+    QgsMapLayer,
+    QgsProcessingAlgRunnerTask,
+    QgsProcessingContext,
+    QgsProject,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QObject, pyqtSignal
+
+from ..definitions import ASSESS_ALGORITHM_ID, PROVIDER_ID
+from .assessment import REPORT_PROPERTY, ReportError, read_report
+from .outputs import unique_stem
+from .segment_run import _Feedback
+
+# Files one assessment writes beside each other, by role.
+ASSESS_SUFFIXES = {"report": ".json", "figure": ".png", "table": "_confusion.gpkg"}
+
+
+def plan_assess_files(directory: str | Path, map_path: str | Path) -> dict[str, Path]:
+    """``<map stem>_assessment.json/.png`` and ``…_confusion.gpkg`` in ``directory``, none existing yet."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = unique_stem(directory, f"{Path(map_path).stem}_assessment", list(ASSESS_SUFFIXES.values()))
+    return {role: directory / f"{stem}{suffix}" for role, suffix in ASSESS_SUFFIXES.items()}
+
+
+def run_node(project: QgsProject, layer: QgsMapLayer) -> QgsLayerTreeNode | None:
+    """Where a map's assessment is kept: the layer's group (a run's group), else the layer's own node."""
+    node = project.layerTreeRoot().findLayer(layer.id())
+    if node is None:
+        return None
+    parent = node.parent()
+    if isinstance(parent, QgsLayerTreeGroup) and parent is not project.layerTreeRoot():
+        return parent
+    return node
+
+
+@dataclass
+class AssessPlan:
+    """``parameters`` of ``rs_ovseg:assess`` (OUTPUT_TABLE a GeoPackage path); ``map_layer``: the class
+    raster's layer, whose group receives the table and the report's path."""
+
+    parameters: dict
+    map_layer: QgsMapLayer | None = None
+
+
+class AssessRun(QObject):
+    """Signals ``progress(percent, text)`` and ``finished(status, message)`` ("ok", "cancelled",
+    "failed"). After "ok": ``report`` (dict), ``report_path``, ``figure_path`` (None without figure),
+    ``table`` (the layer added)."""
+
+    progress = pyqtSignal(float, str)
+    finished = pyqtSignal(str, str)
+
+    def __init__(self, plan: AssessPlan, project: QgsProject | None = None, parent=None):
+        super().__init__(parent)
+        self.plan = plan
+        self.project = project or QgsProject.instance()
+        self.feedback = _Feedback()
+        self.context = QgsProcessingContext()
+        self.context.setProject(self.project)
+        self.task: QgsProcessingAlgRunnerTask | None = None
+        self.status: str | None = None
+        self.report: dict | None = None
+        self.report_path: Path | None = None
+        self.figure_path: Path | None = None
+        self.table: QgsVectorLayer | None = None
+
+    def start(self) -> None:
+        algorithm = QgsApplication.processingRegistry().algorithmById(f"{PROVIDER_ID}:{ASSESS_ALGORITHM_ID}")
+        if algorithm is None:  # the provider is not registered (e.g. Processing disabled)
+            from ..processing.assess_algorithm import AssessAlgorithm
+
+            algorithm = AssessAlgorithm()
+            algorithm.initAlgorithm()
+        ok, message = algorithm.checkParameterValues(self.plan.parameters, self.context)
+        if not ok:
+            self._finish("failed", message)
+            return
+        self.feedback.progressChanged.connect(lambda value: self.progress.emit(value, self.feedback.text))
+        self.task = QgsProcessingAlgRunnerTask(algorithm, self.plan.parameters, self.context, self.feedback)
+        self.task.setDescription("RS OVSeg: accuracy assessment")
+        self.task.executed.connect(self._executed)
+        QgsApplication.taskManager().addTask(self.task)
+
+    def cancel(self) -> None:
+        self.feedback.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+    def is_running(self) -> bool:
+        return self.task is not None and self.status is None
+
+    def _executed(self, successful: bool, results: dict) -> None:
+        if self.feedback.isCanceled():
+            self._finish("cancelled", "assessment cancelled: nothing was added to the project")
+            return
+        if not successful or not results.get("OUTPUT_REPORT"):
+            reason = "; ".join(self.feedback.errors) or "the assessment failed (see the RS OVSeg log)"
+            self._finish("failed", reason)
+            return
+        try:
+            self.report = read_report(results["OUTPUT_REPORT"])
+        except ReportError as error:
+            self._finish("failed", str(error))
+            return
+        self.report_path = Path(results["OUTPUT_REPORT"])
+        figure = results.get("OUTPUT_FIGURE")
+        self.figure_path = Path(figure) if figure and Path(figure).is_file() else None
+        table = QgsVectorLayer(str(results["OUTPUT_TABLE"]), "Confusion matrix", "ogr")
+        if not table.isValid():
+            self._finish("failed", f"QGIS cannot open the confusion matrix {results['OUTPUT_TABLE']}")
+            return
+        self.table = table
+        self._keep_with_run(table)
+        self._finish("ok", f"assessed: report {self.report_path.name}")
+
+    def _keep_with_run(self, table: QgsVectorLayer) -> None:
+        node = run_node(self.project, self.plan.map_layer) if self.plan.map_layer is not None else None
+        self.project.addMapLayer(table, False)
+        if isinstance(node, QgsLayerTreeGroup):
+            node.addLayer(table)
+        else:  # beside the map (or on top): a table has no place in the drawing order anyway
+            parent = node.parent() if node is not None else self.project.layerTreeRoot()
+            index = parent.children().index(node) if node is not None else 0
+            parent.insertLayer(index, table)
+        if node is not None:
+            node.setCustomProperty(REPORT_PROPERTY, str(self.report_path))
+
+    def _finish(self, status: str, message: str) -> None:
+        self.status = status
+        self.finished.emit(status, message)
