@@ -14,8 +14,9 @@ from typing import Any
 from engine.errors import UserError
 
 #: Threshold kinds (engine.pipeline.scoring): the winning class's probability after the softmax at the
-#: method's logit scale, or the raw-cosine margin between the best and the second-best class.
-THRESHOLD_KINDS = ("probability", "margin")
+#: method's logit scale, or the raw-cosine margin between the best and the second-best class, or the
+#: winning class's own score where the method's maps are probabilities already (SegEarth-OV3).
+THRESHOLD_KINDS = ("probability", "margin", "score")
 FIDELITIES = ("fast", "reference")
 
 
@@ -70,6 +71,9 @@ class MethodSpec:
     extra: tuple[ExtraOption, ...] = ()
     reference: Mapping[str, Any] = field(default_factory=dict)
     reference_notes: tuple[str, ...] = ()
+    #: the threshold implied by the request's own method options (a preset), or None; read after an
+    #: explicit --threshold and before the vocabulary's.
+    threshold_from_extra: Callable[[Mapping[str, Any]], float | None] | None = None
 
     def extra_option(self, name: str) -> ExtraOption | None:
         return next((option for option in self.extra if option.name == name), None)

@@ -149,9 +149,13 @@ class SegmentOptions:
         return build_vocabulary(list(self.classes), file, data)
 
     def threshold_for(self, vocabulary=None) -> float:
-        """The run's threshold: the request's, else the vocabulary's for this method, else the method's."""
+        """The run's threshold: the request's, else the method options' (a preset), else the vocabulary's
+        for this method, else the method's."""
         if self.threshold is not None:
             return self.threshold
+        from_extra = self.spec.threshold_from_extra
+        if from_extra is not None and (value := from_extra(self.extra)) is not None:
+            return float(value)
         by_method = getattr(vocabulary, "method_thresholds", None) or {}
         if self.method in by_method:
             return float(by_method[self.method])

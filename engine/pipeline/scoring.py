@@ -17,7 +17,7 @@ import torch
 
 from engine.errors import UserError
 
-THRESHOLD_KINDS = ("probability", "margin")
+THRESHOLD_KINDS = ("probability", "margin", "score")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ def class_probabilities(
     # scatter_reduce "amax" takes the max over queries that share a class.
     expanded = index.view(-1, *([1] * (probs.dim() - 1))).expand_as(probs)
     return out.scatter_reduce(0, expanded, probs, reduce="amax", include_self=True)
+
+
+def class_scores(logits: torch.Tensor, query_to_class: Sequence[int]) -> torch.Tensor:
+    """(Q, H, W) per-query scores → (C, H, W): each class's max over its synonyms, no softmax."""
+    index = torch.as_tensor(list(query_to_class), dtype=torch.long)
+    logits = logits.float()
+    out = torch.full((int(index.max()) + 1, *logits.shape[1:]), -torch.inf, dtype=logits.dtype)
+    expanded = index.view(-1, *([1] * (logits.dim() - 1))).expand_as(logits)
+    return out.scatter_reduce(0, expanded, logits, reduce="amax", include_self=True)
 
 
 def threshold_kind(kind: str) -> str:
@@ -79,6 +88,9 @@ def score(
     """
     if kind == "margin":
         confidence, winner = class_margins(logits, query_to_class)
+    elif kind == "score":
+        # Maps that are probabilities already (SegEarth-OV3): max over synonyms, no softmax.
+        confidence, winner = class_scores(logits, query_to_class).max(dim=0)
     else:
         confidence, winner = class_probabilities(logits, query_to_class, logit_scale).max(dim=0)
     limit = torch.as_tensor(list(thresholds), dtype=confidence.dtype)[winner]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 
 from engine.errors import UserError
 
@@ -49,7 +50,10 @@ def import_sam3():
         raise UserError(INSTALL_HINT)
     _install_edt_stand_in()
     try:
-        import sam3
+        with warnings.catch_warnings():
+            # Its video modules decorate functions with CUDA autocast at import: noise on a CPU machine.
+            warnings.filterwarnings("ignore", message="CUDA is not available", category=UserWarning)
+            import sam3
     except ImportError as exc:
         raise UserError(f"{INSTALL_HINT} (import failed: {exc})") from exc
     return sam3
