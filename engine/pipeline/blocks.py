@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.pipeline.batch_schedule import BatchSchedule, WithForeign
 from engine.pipeline.crop_logits import CropRunner, CropStore, average_tile_logits, tile_crops
 from engine.pipeline.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
 from engine.pipeline.scoring import score
@@ -117,6 +118,18 @@ class BlockContext:
     done: dict = field(default_factory=lambda: {"crops": 0, "tiles": 0, "skipped": 0, "evaluated": 0})
     timings: dict = field(default_factory=lambda: {"read": 0.0, "scoring": 0.0, "write": 0.0})
     kept: dict = field(default_factory=lambda: {"peak_bytes": 0, "spilled_crops": 0, "spill_peak_bytes": 0})
+    schedule: BatchSchedule | None = None  # the local run's crop batches (made on first use)
+
+    def batch_schedule(self) -> BatchSchedule:
+        if self.schedule is None:
+            self.schedule = BatchSchedule(self.plan, self.run.batch_size, self._tile_skipped)
+        return self.schedule
+
+    def _tile_skipped(self, tile) -> bool:
+        """Whether a tile of the plan has no valid pixel (the local run skips it)."""
+        (oy0, oy1), (ox0, ox1) = self.plan.rows[tile[0]].out, self.plan.cols[tile[1]].out
+        window = self.grid.window
+        return not self.source.read(window.xoff + ox0, window.yoff + oy0, ox1 - ox0, oy1 - oy0)[1].any()
 
     def fraction(self) -> float:
         return min(0.02 + 0.96 * self.done["crops"] / max(1, self.total_crops), 0.98)
@@ -138,6 +151,7 @@ def process_block(context: BlockContext, block: Block, sink: BlockSink) -> None:
     if prepare_window is not None:
         timings.setdefault("prepare_window", 0.0)
     tile_count = c.plan.tile_count
+    schedule = c.batch_schedule()
 
     def on_batch(n: int) -> None:
         done["crops"] += n
@@ -147,11 +161,13 @@ def process_block(context: BlockContext, block: Block, sink: BlockSink) -> None:
     try:
         for tile in ((r, k) for r in range(len(plan.rows)) for k in range(len(plan.cols))):
             row, col = plan.rows[tile[0]], plan.cols[tile[1]]
+            whole = (block.rows[0] + tile[0], block.cols[0] + tile[1])  # the tile in the run's plan
             c.cancel.check()
             (oy0, oy1), (ox0, ox1) = row.out, col.out
             tic = time.perf_counter()
             # Only the validity is kept: the bands, at output resolution, would outlive the tile's tensors.
             valid = c.source.read(grid.window.xoff + ox0, grid.window.yoff + oy0, ox1 - ox0, oy1 - oy0)[1]
+            schedule.known[whole] = not valid.any()
             if not valid.any():
                 # Nothing to classify: the crops touching this tile only matter for its own pixels.
                 done["skipped"] += 1
@@ -163,11 +179,9 @@ def process_block(context: BlockContext, block: Block, sink: BlockSink) -> None:
                 )
                 done["tiles"] += 1
                 continue
-            rows_read, cols_read = row.region, col.region
-            if sam_window_px:
-                # Cut to the crops' extent: past the raster when edge crops are padded (plan_tiles).
-                rows_read = aligned_extent(row.region, int(sam_window_px), plan.row_spans[-1][1])
-                cols_read = aligned_extent(col.region, int(sam_window_px), plan.col_spans[-1][1])
+            # Crops owned by tiles outside the block, evaluated in their owners' batches first.
+            foreign = _foreign_crops(c, schedule, whole, row, col, store, sam_window_px)
+            rows_read, cols_read = read_extent(plan, row, col, sam_window_px)
             image = padded_image(c.source, c.stretch, grid, working, rows_read, cols_read)
             timings["read"] += time.perf_counter() - tic
             if prepare_window is not None:
@@ -178,12 +192,16 @@ def process_block(context: BlockContext, block: Block, sink: BlockSink) -> None:
                 prepare_window(torch.from_numpy(image), origin=(rows_read[0], cols_read[0]))
                 timings["prepare_window"] += time.perf_counter() - tic
             try:
+                seen = WithForeign(store, foreign, plan) if foreign else store
                 logits = average_tile_logits(
-                    image, (rows_read[0], cols_read[0]), tile, plan, c.run, store, on_batch
+                    image, (rows_read[0], cols_read[0]), tile, plan, c.run, seen, on_batch
                 )
             finally:
                 if release_window is not None:
                     release_window()
+            for key, crop_logits in foreign.items():
+                store.keep(key, crop_logits, tile)
+            del foreign
             store.finish_tile(tile)
             del image
             _score_tile(c, logits, valid, row, col, sink)
@@ -196,6 +214,55 @@ def process_block(context: BlockContext, block: Block, sink: BlockSink) -> None:
         c.kept["spilled_crops"] += store.spilled_crops
         c.kept["spill_peak_bytes"] = max(c.kept["spill_peak_bytes"], store.peak_spilled_bytes)
         store.close()
+
+
+def read_extent(plan: TilePlan, row, col, sam_window_px) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Working rows and columns a tile reads: its crops' region, widened to whole SAM windows when the
+    method cuts them on a global grid (ReSeg-CLIP), cut to the crops' extent (past the raster when edge
+    crops are padded, plan_tiles)."""
+    if not sam_window_px:
+        return row.region, col.region
+    return (
+        aligned_extent(row.region, int(sam_window_px), plan.row_spans[-1][1]),
+        aligned_extent(col.region, int(sam_window_px), plan.col_spans[-1][1]),
+    )
+
+
+def _foreign_crops(c: BlockContext, schedule, whole, row, col, store, sam_window_px) -> dict:
+    """Logits of the crops tile ``whole`` needs whose owner is another tile (outside the block: in the
+    block it would have kept them), each evaluated with its owner's whole batch on the owner's image."""
+    foreign: dict = {}
+    needed = tile_crops(row, col)
+    for key in needed:
+        if key in foreign or store.get(key) is not None or schedule.owner(key) == whole:
+            continue
+        owner, batch = schedule.batch_of(key)
+        foreign.update(zip(batch, _evaluate_batch(c, owner, batch, sam_window_px)))
+    wanted = set(needed)
+    return {key: logits for key, logits in foreign.items() if key in wanted}
+
+
+def _evaluate_batch(c: BlockContext, owner, batch, sam_window_px):
+    """(B, Q, h, w) logits of ``batch`` (crop keys) as the local run computes them in tile ``owner``."""
+    row, col = c.plan.rows[owner[0]], c.plan.cols[owner[1]]
+    rows_read, cols_read = read_extent(c.plan, row, col, sam_window_px)
+    tic = time.perf_counter()
+    image = padded_image(c.source, c.stretch, c.grid, c.working, rows_read, cols_read)
+    c.timings["read"] += time.perf_counter() - tic
+    prepare_window = getattr(c.method, "prepare_window", None)
+    release_window = getattr(c.method, "release_window", None)
+    if prepare_window is not None:
+        prepare_window(torch.from_numpy(image), origin=(rows_read[0], cols_read[0]))
+    try:
+        o0, o1 = rows_read[0], cols_read[0]
+        spans = [(*c.plan.row_spans[i], *c.plan.col_spans[j]) for i, j in batch]
+        crops = np.stack([image[:, y0 - o0 : y1 - o0, x0 - o1 : x1 - o1] for y0, y1, x0, x1 in spans])
+        logits = c.run(crops, [(y0 - o0, x0 - o1) for y0, _, x0, _ in spans])
+    finally:
+        if release_window is not None:
+            release_window()
+    c.done["evaluated"] += len(batch)
+    return logits
 
 
 def _score_tile(c: BlockContext, logits, valid, row, col, sink: BlockSink) -> None:
