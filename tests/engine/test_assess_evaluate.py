@@ -298,3 +298,42 @@ def test_bbox_limits_the_assessment_and_cancel_leaves_no_file(tmp_path):
         )
     assert not (tmp_path / "r.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.json", "map.tif", "map.tif.aux.xml", "ref.tif"]
+
+
+def test_integer_class_attribute_and_pixel_space_rasters(tmp_path):
+    rng = np.random.default_rng(17)
+    labels = rng.integers(1, 3, (12, 16))
+    prediction = write_class_raster(tmp_path / "map.tif", labels, NAMES[:2], gt=UTM_2M)
+    x0, y0 = UTM_2M[0], UTM_2M[3]
+    driver = ogr.GetDriverByName("GPKG")
+    source = driver.CreateDataSource(str(tmp_path / "codes.gpkg"))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    layer = source.CreateLayer("codes", srs, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("code", ogr.OFTInteger))
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("code", 7)
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(triangle(x0, y0, (1.1, 1.3), (30.7, 2.2), (9.9, 22.8))))
+    layer.CreateFeature(feature)
+    source = None
+    report = evaluate_map(
+        prediction, str(tmp_path / "codes.gpkg"), reference_field="code", mapping={"road": 7}
+    )
+    shape = ogr.CreateGeometryFromWkt(triangle(x0, y0, (1.1, 1.3), (30.7, 2.2), (9.9, 22.8)))
+    pairs = []
+    for r in range(12):
+        for c in range(16):
+            centre = ogr.Geometry(ogr.wkbPoint)
+            centre.AddPoint_2D(x0 + (c + 0.5) * 2.0, y0 - (r + 0.5) * 2.0)
+            if shape.Contains(centre):
+                pairs.append(("road", NAMES[labels[r, c] - 1]))
+    compare(report, plain_assessment(pairs, NAMES[:2]), NAMES[:2])
+    # Neither raster georeferenced, same size: compared pixel for pixel, areas in pixels.
+    plain_map = write_class_raster(tmp_path / "plain.tif", labels, NAMES[:2], gt=None)
+    codes = rng.integers(1, 3, (12, 16)).astype(np.uint8)
+    plain_ref = write_label_raster(tmp_path / "plain_ref.tif", codes, gt=None, epsg=0)
+    plain = evaluate_map(plain_map, plain_ref)
+    pairs = [(NAMES[a - 1], NAMES[b - 1]) for a, b in zip(codes.ravel(), labels.ravel())]
+    compare(plain, plain_assessment(pairs, NAMES[:2]), NAMES[:2])
+    assert plain["area_estimates"]["unit"] == "pixels" and plain["confusion_matrix_ha"] is None
+    assert plain["inputs"]["reference"]["onto_map_grid"] == "same grid"
