@@ -43,7 +43,12 @@ def _sidecar_vocabulary(path: Path) -> list[dict] | None:
 def read_map_classes(prediction: str) -> MapClasses:
     """Classes 1..N of ``prediction`` from its category names, synonyms from its sidecar when present."""
     gdal = gdal_module()
-    dataset = gdal.Open(str(prediction))
+    if not Path(prediction).exists():
+        raise UserError(f"map not found: {prediction}")
+    try:
+        dataset = gdal.Open(str(prediction))
+    except RuntimeError as exc:
+        raise UserError(f"cannot open the map {prediction}: {exc}") from None
     dataset.GetMetadata()  # GDAL 3.6 loads the PAM side file (category names) lazily
     names = list(dataset.GetRasterBand(1).GetCategoryNames() or [])
     dataset = None

@@ -71,3 +71,46 @@ def test_worker_evaluate_request_reports_progress_and_the_report(tmp_path):
     second = [e for e in events if e["id"] == "e2"]
     assert second[-1]["event"] == "error" and second[-1]["kind"] == "user"
     assert "colour" in second[-1]["message"]
+
+
+def test_missing_or_unnamed_inputs_are_user_errors(tmp_path, capsys):
+    from assess_files import write_label_raster as plain_raster
+
+    prediction, reference, _ = files(tmp_path)
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "nope.tif"),
+                "--reference",
+                reference,
+                "--report",
+                str(tmp_path / "r.json"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "map not found" in capsys.readouterr().err
+    unnamed = plain_raster(tmp_path / "unnamed.tif", np.ones((4, 4), np.uint8), gt=UTM, epsg=32632)
+    assert (
+        main(["evaluate", unnamed, "--reference", reference, "--report", str(tmp_path / "r.json"), "--quiet"])
+        == 2
+    )
+    assert "no class names" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "evaluate",
+                prediction,
+                "--reference",
+                str(tmp_path / "none.gpkg"),
+                "--report",
+                str(tmp_path / "r.json"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "reference not found" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
