@@ -26,11 +26,12 @@ COMMANDS = {
     "bench": ("engine.cli.bench", "run the benchmark suite"),
     "evaluate": ("engine.cli.evaluate", "assess a class raster against reference labels or polygons"),
     "reproduce": ("engine.cli.reproduce", "run a published benchmark protocol (mIoU over a dataset)"),
+    "train": ("engine.cli.train", "train AerOSeg on labelled imagery (a label raster or polygons)"),
     "info": ("engine.cli.info", "report interpreter, versions, device and weights present"),
 }
 
 #: Commands that run models (the others need not import torch).
-COMPUTING_COMMANDS = ("segment", "compose", "worker", "bench", "reproduce")
+COMPUTING_COMMANDS = ("segment", "compose", "worker", "bench", "reproduce", "train")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -74,6 +74,9 @@ class MethodSpec:
     #: the threshold implied by the request's own method options (a preset), or None; read after an
     #: explicit --threshold and before the vocabulary's.
     threshold_from_extra: Callable[[Mapping[str, Any]], float | None] | None = None
+    #: the classes (``--class`` arguments) a request without any gets from its own method options, e.g.
+    #: a trained model's classes (AerOSeg); None: a request must name its classes.
+    default_classes: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
 
     def extra_option(self, name: str) -> ExtraOption | None:
         return next((option for option in self.extra if option.name == name), None)

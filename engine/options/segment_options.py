@@ -146,7 +146,10 @@ class SegmentOptions:
         file, data = self.vocabulary, None
         if file is not None and not isinstance(file, str):
             file, data = None, self.vocabulary
-        return build_vocabulary(list(self.classes), file, data)
+        classes = list(self.classes)
+        if not classes and file is None and data is None and self.spec.default_classes is not None:
+            classes = list(self.spec.default_classes(self.extra))
+        return build_vocabulary(classes, file, data)
 
     def threshold_for(self, vocabulary=None) -> float:
         """The run's threshold: the request's, else the method options' (a preset), else the vocabulary's

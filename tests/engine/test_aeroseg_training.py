@@ -220,7 +220,7 @@ def test_tiny_model_learns_a_labelled_patch_of_the_koeln_tile(tmp_path):
     assert any("ETA" in e.message for e in events if e.stage == "train")
     model, stored = load_trained(str(tmp_path / "model.safetensors"))
     assert stored["class_names"] == ["solar panel", "field"] == metadata["class_names"]
-    sidecar = json.loads((tmp_path / "model.json").read_text())
+    sidecar = json.loads((tmp_path / "model.aeroseg.json").read_text())
     assert sidecar["base"]["clip"]["random_weights"] is True and sidecar["architecture"]["name"] == "tiny"
     (image,), _ = load_labelled_images(
         [patch_vrt(tmp_path)], str(tmp_path / "labels.gpkg"), CLASSES, label_field="class"

@@ -65,6 +65,8 @@ class AerOSegArchitecture:
             raise ValueError(f"{self.name}: Swin shift {self.shift} must be below the window {self.window}")
         if self.hidden % self.heads:
             raise ValueError(f"{self.name}: hidden {self.hidden} not divisible by {self.heads} heads")
+        if self.hidden <= self.decoder_guidance[0] or self.decoder_dims[0] <= self.decoder_guidance[1]:
+            raise ValueError(f"{self.name}: each decoder stage needs more channels than its guidance")
         if not 1 <= self.rotations <= 4:
             raise ValueError(f"{self.name}: rotations must be 1..4, got {self.rotations}")
 
@@ -82,7 +84,10 @@ class AerOSegArchitecture:
         unknown = sorted(set(data) - names)
         if unknown:
             raise UserError(f"AerOSeg architecture has unknown fields {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except (TypeError, ValueError) as error:
+            raise UserError(f"not a usable AerOSeg architecture: {error}") from None
 
 
 ARCHITECTURES: dict[str, AerOSegArchitecture] = {

@@ -1,5 +1,5 @@
 """Trained AerOSeg models on disk: ``MODEL.safetensors`` (tensors only, never pickled code) plus
-``MODEL.json`` (the same metadata, readable without torch, so the QGIS plugin can list models).
+``MODEL.aeroseg.json`` (the same metadata, readable without torch, so the QGIS plugin can list models).
 
 The file holds only what training changed: the head and CLIP's query/value projections. The frozen base
 weights (CLIP's keys and everything else, SAM) are rebuilt from their registry name or file, checked
@@ -25,7 +25,7 @@ METADATA_KEY = "aeroseg"
 
 
 def metadata_path(model: str | Path) -> Path:
-    return Path(model).with_suffix(".json")
+    return Path(model).with_suffix(".aeroseg.json")
 
 
 def tensor_fingerprint(module: torch.nn.Module) -> str:
@@ -105,7 +105,7 @@ def load_model_state(model, tensors: dict[str, torch.Tensor], label: str) -> Non
 
 
 def save_model(path: str | Path, model, metadata: dict) -> None:
-    """MODEL.safetensors and MODEL.json (metadata only), both written atomically."""
+    """MODEL.safetensors and MODEL.aeroseg.json (metadata only), both written atomically."""
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     save_tensors(path, model_state(model), full)
     text = json.dumps(full, indent=2, sort_keys=True)

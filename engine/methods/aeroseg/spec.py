@@ -1,5 +1,5 @@
 """AerOSeg's defaults and options (no torch); the method is engine.methods.aeroseg.method, built by
-``factory``. A trained model's classes are read from MODEL.json beside it (torch-free)."""
+``factory``. A trained model's classes are read from MODEL.aeroseg.json beside it (torch-free)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from engine.methods.spec import ExtraOption, MethodSpec, ThresholdRule, positive
 
 
 def model_metadata(model: str | None) -> dict:
-    """MODEL.json of a trained model (written beside MODEL.safetensors by ``train``)."""
+    """MODEL.aeroseg.json of a trained model (written beside MODEL.safetensors by ``train``)."""
     if not model:
         raise UserError(
             "--method aeroseg needs --model MODEL.safetensors (train one with: python -m engine train)"
@@ -21,7 +21,7 @@ def model_metadata(model: str | None) -> dict:
     path = Path(model)
     if not path.is_file():
         raise UserError(f"AerOSeg model not found: {model}")
-    sidecar = path.with_suffix(".json")
+    sidecar = path.with_suffix(".aeroseg.json")  # not MODEL.json: a map's sidecar could take that name
     if not sidecar.is_file():
         raise UserError(f"{sidecar} (the model's description, written by train beside the model) is missing")
     try:

@@ -1,4 +1,4 @@
-"""``train``: AerOSeg from images and labels to MODEL.safetensors (+ MODEL.json), with progress,
+"""``train``: AerOSeg from images and labels to MODEL.safetensors (+ MODEL.aeroseg.json), with progress,
 cancel, validation, checkpoints and resume."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _eta(seconds: float) -> str:
 
 
 def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToken | None = None) -> dict:
-    """Train; returns the model's metadata (also in MODEL.json). Raises Cancelled when cancelled (the
+    """Train; returns the model's metadata (also in MODEL.aeroseg.json). Raises Cancelled when cancelled (the
     last checkpoint stays, for --resume)."""
     cancel = cancel or CancelToken()
     settings = request.settings
@@ -118,6 +118,12 @@ def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToke
     held_out = validation_masks(
         images, settings.validation_fraction, settings.validation_block, settings.seed
     )
+    if settings.validation_fraction > 0 and not any(mask.any() for mask in held_out):
+        log.warning(
+            "no labelled %d-px block could be held out for validation without taking a class's last "
+            "training pixels: training without validation (label more areas to get validation figures)",
+            settings.validation_block,
+        )
     names = [names[0] for names in request.classes]
     queries = [name for names in request.classes for name in names]
     device = torch.device(request.device)
@@ -190,7 +196,8 @@ def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToke
         )
         if settings.validate_every and done % settings.validate_every == 0 and done < settings.steps:
             validation = _validate(model, images, held_out, names, queries, query_class, crop, device)
-            log.info("step %d: validation mIoU %s", done, validation["miou"])
+            if validation is not None:
+                log.info("step %d: validation mIoU %s", done, validation["miou"])
         if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
             save_checkpoint(
                 checkpoint,
