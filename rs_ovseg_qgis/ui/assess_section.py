@@ -7,13 +7,13 @@ table (IoU, precision = user's accuracy, recall = producer's accuracy) and the e
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
 from qgis.core import Qgis, QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLayer
 from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtCore import Qt, QUrl
-from qgis.PyQt.QtGui import QDesktopServices, QPixmap
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -21,16 +21,17 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from ..core.assess_run import AssessPlan, AssessRun, plan_assess_files
 from ..core.assessment import REPORT_PROPERTY, ReportError, percent, read_report, summarize
 from ..core.capture import file_source_path
 from .assess_dialog import AssessDialog
+from .assess_figure import FigureLabel
 
 CLASS_COLUMNS = ("Class", "IoU", "Precision", "Recall")
 CLASS_COLUMN_TIPS = (
@@ -39,46 +40,6 @@ CLASS_COLUMN_TIPS = (
     "User's accuracy: of the pixels mapped as the class, the share that is the class",
     "Producer's accuracy: of the class's reference pixels, the share mapped as the class",
 )
-
-
-class FigureLabel(QLabel):
-    """The report's figure, scaled to the panel's width; a click opens it full size."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._pixmap: QPixmap | None = None
-        self.path: Path | None = None
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setToolTip("Click to open the figure full size")
-
-    def show_figure(self, path: Path | None) -> None:
-        self.path = path
-        pixmap = QPixmap(str(path)) if path is not None else None
-        self._pixmap = pixmap if pixmap is not None and not pixmap.isNull() else None
-        self.setVisible(self._pixmap is not None)
-        self._rescale()
-
-    def resizeEvent(self, event):  # noqa: N802 (Qt API)
-        super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        if self._pixmap is None:
-            self.clear()
-            return
-        width = max(self.width(), 100)
-        scaled = self._pixmap.scaledToWidth(
-            min(width, self._pixmap.width()), Qt.TransformationMode.SmoothTransformation
-        )
-        self.setPixmap(scaled)
-        self.setMinimumHeight(scaled.height())
-
-    def mouseReleaseEvent(self, event):  # noqa: N802 (Qt API)
-        if self.path is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.path)))
-        super().mouseReleaseEvent(event)
 
 
 class AssessSection(QgsCollapsibleGroupBox):
@@ -109,17 +70,23 @@ class AssessSection(QgsCollapsibleGroupBox):
         buttons.addWidget(self.assess_button, 1)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
-        self.progress_bar = QProgressBar(self)
+        # The result's widgets live in their own container: expanding a QgsCollapsibleGroupBox shows
+        # every widget it hid when collapsing, including ones this section hides on purpose.
+        result = QWidget(self)
+        result_layout = QVBoxLayout(result)
+        result_layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(result)
+        self.progress_bar = QProgressBar(result)
         self.progress_bar.setRange(0, 100)
         self.progress_bar.hide()
-        layout.addWidget(self.progress_bar)
-        self.summary_label = QLabel(self)
+        result_layout.addWidget(self.progress_bar)
+        self.summary_label = QLabel(result)
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextFormat(Qt.TextFormat.RichText)
         self.summary_label.setOpenExternalLinks(True)
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        layout.addWidget(self.summary_label)
-        self.class_table = QTableWidget(0, len(CLASS_COLUMNS), self)
+        result_layout.addWidget(self.summary_label)
+        self.class_table = QTableWidget(0, len(CLASS_COLUMNS), result)
         self.class_table.setHorizontalHeaderLabels(list(CLASS_COLUMNS))
         for column, tip in enumerate(CLASS_COLUMN_TIPS):
             self.class_table.horizontalHeaderItem(column).setToolTip(tip)
@@ -131,10 +98,11 @@ class AssessSection(QgsCollapsibleGroupBox):
         for column in range(1, len(CLASS_COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.class_table.hide()
-        layout.addWidget(self.class_table)
-        self.figure_label = FigureLabel(self)
+        result_layout.addWidget(self.class_table)
+        self.figure_label = FigureLabel(result)
         self.figure_label.hide()
-        layout.addWidget(self.figure_label)
+        result_layout.addWidget(self.figure_label)
+        layout.addStretch(1)  # room the panel has to spare goes below the result, not between its lines
 
     # --- what the dock tells it --------------------------------------------------------------------
     def offer_run(self, group: QgsLayerTreeGroup | None, classes_path: str | Path | None) -> None:
@@ -238,9 +206,12 @@ class AssessSection(QgsCollapsibleGroupBox):
             f"kappa {_plain(summary.kappa)} · mF1 {percent(summary.mf1)} · "
             f"{summary.assessed_pixels:,} pixels assessed",
         ]
+        compared = compared_inputs(report)
+        if compared:
+            lines.append(html.escape(compared))
         if report_path is not None:
             url = QUrl.fromLocalFile(str(report_path)).toString()
-            lines.append(f'report: <a href="{url}">{report_path.name}</a>')
+            lines.append(f'report: <a href="{url}">{html.escape(report_path.name)}</a>')
         self.summary_label.setText("<br>".join(lines))
         self.class_table.setRowCount(len(summary.classes))
         for row, figures in enumerate(summary.classes):
@@ -256,6 +227,17 @@ class AssessSection(QgsCollapsibleGroupBox):
         self.class_table.setFixedHeight(height)  # every class visible: the panel scrolls, not the table
         self.class_table.show()
         self.figure_label.show_figure(figure_path)
+
+
+def compared_inputs(report: dict) -> str:
+    """ "map.tif against reference.gpkg (field class)" from the report's inputs; empty if it has none."""
+    inputs = report.get("inputs") or {}
+    prediction = (inputs.get("prediction") or {}).get("path")
+    reference = inputs.get("reference") or {}
+    if not prediction or not reference.get("path"):
+        return ""
+    field = f" (field {reference['field']})" if reference.get("field") else ""
+    return f"{Path(prediction).name} against {Path(reference['path']).name}{field}"
 
 
 def _plain(value: float | None) -> str:

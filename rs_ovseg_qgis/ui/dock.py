@@ -55,6 +55,7 @@ from ..core.segment_run import RunPlan, SegmentRun
 from ..core.vocabulary import Vocabulary, VocabularyError
 from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY, SOURCE_LAYER
 from .advanced_section import AdvancedSection
+from .assess_section import AssessSection
 from .engine_section import EngineSection
 from .vocabulary_editor import VocabularyEditor
 from .work_estimate import TIME_TOOLTIP, WorkEstimate
@@ -212,6 +213,12 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
 
+        # --- accuracy (offered after a run)
+        self.assess_section = AssessSection(
+            body, self.show_message, lambda: Path(self.output_widget.filePath() or output_dir())
+        )
+        layout.addWidget(self.assess_section)
+
         scroll.setWidget(body)
         self.setWidget(scroll)
         self.setMinimumWidth(300)
@@ -273,6 +280,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         ):
             with contextlib.suppress(TypeError):
                 signal.disconnect(slot)
+        self.assess_section.shutdown()
         self._render_dir.cleanup()
 
     def load_project_state(self) -> None:
@@ -469,6 +477,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.status_label.setText(message)
         if status == "ok":
             self.progress_bar.setValue(100)
+            self.assess_section.offer_run(self.run.group, self.run.plan.parameters.get("OUTPUT"))
             self.show_message(message, Qgis.Success)
         elif status == "cancelled":
             self.progress_bar.setValue(0)
