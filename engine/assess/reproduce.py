@@ -49,6 +49,10 @@ METHOD_OPTIONS = (
     "sam_window",
     "mask_cache",
     "sam_parameter_sets",
+    "sam3",
+    "sam3_config",
+    "sam3_preset",
+    "instance_confidence",
 )
 
 
@@ -76,19 +80,24 @@ def _settings(request: ReproduceRequest, protocol: Protocol) -> dict:
     # The protocol's prob_thd for the method, else the method's own default (its meaning differs by
     # method: ReSeg-CLIP's is a cosine margin), unless --threshold sets one.
     threshold = request.threshold if request.threshold is not None else protocol.threshold(request.method)
-    resize = request.resize_long_side or protocol.data["resize_long_side"]
-    if int(resize) <= 0:
+    # The reference's resize of the method (SegEarth-OV: long side 448), else the method's own working
+    # resolution rule (e.g. SegEarth-OV3: native pixels), unless --resize sets one.
+    resize = request.resize_long_side or (protocol.data.get("resize_long_side") or {}).get(request.method)
+    if resize is not None and int(resize) <= 0:
         raise UserError(f"--resize must be a positive number of pixels, got {resize}")
+    options = {k: request.options[k] for k in sorted(request.options) if request.options[k] is not None}
+    if request.method == "segearth-ov3":
+        options.setdefault("sam3_preset", protocol.dataset)  # its reference config of this dataset
     return {
         "dataset": protocol.dataset,
         "method": request.method,
         "threshold": None if threshold is None else float(threshold),
-        "resize_long_side": int(resize),
+        "resize_long_side": None if resize is None else int(resize),
         "reduce_zero_label": bool(protocol.data["reduce_zero_label"]),
         "ignore_index": int(protocol.data["ignore_index"]),
         "background_index": int(protocol.data["background_index"]),
         "vocabulary": protocol.data["vocabulary"],
-        "options": {k: request.options[k] for k in sorted(request.options) if request.options[k] is not None},
+        "options": options,
     }
 
 
@@ -133,9 +142,10 @@ def _segment_image(image: Path, settings: dict, vocabulary_path: Path, folder: P
         "out": str(out),
         "vocabulary": str(vocabulary_path),
         "method": settings["method"],
-        "gsd": long_side / settings["resize_long_side"],  # source pixels per working pixel
         **settings["options"],
     }
+    if settings["resize_long_side"] is not None:
+        raw["gsd"] = long_side / settings["resize_long_side"]  # source pixels per working pixel
     if settings["threshold"] is not None:
         raw["threshold"] = settings["threshold"]
     result = run_segment(raw, models=models, cancel=cancel)

@@ -21,14 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root", required=True, metavar="DIR", help="the dataset's folder, laid out as the reference expects"
     )
-    parser.add_argument("--method", default="segearth-ov", help="segearth-ov (default) or reseg-clip")
+    parser.add_argument(
+        "--method", default="segearth-ov", help="segearth-ov (default), reseg-clip, segearth-ov3"
+    )
     parser.add_argument("--report", required=True, metavar="R.json", help="the report to write")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N images (a quick look)")
     parser.add_argument(
         "--threshold", type=float, help="probability threshold (default: the reference config's prob_thd)"
     )
     parser.add_argument(
-        "--resize", type=int, metavar="PX", help="long side the image is resized to (default: 448)"
+        "--resize",
+        type=int,
+        metavar="PX",
+        help="long side the image is resized to (default: the reference's, 448 for segearth-ov; other "
+        "methods their own working resolution)",
     )
     parser.add_argument(
         "--keep-predictions", action="store_true", help="also keep each image's class indices as a PNG"
@@ -48,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--sam-window", type=int, metavar="PX", help="reseg-clip: SAM window side")
     model.add_argument("--mask-cache", metavar="DIR", help="reseg-clip: on-disk SAM mask cache")
     model.add_argument("--sam-parameter-sets", metavar="JSON|FILE", help="reseg-clip: SAM generator settings")
+    model.add_argument("--sam3", metavar="NAME|FILE", help="segearth-ov3: SAM 3 weights")
+    model.add_argument("--sam3-config", metavar="full|tiny", help="segearth-ov3: SAM 3 architecture")
+    model.add_argument(
+        "--sam3-preset", metavar="NAME", help="segearth-ov3: reference settings (default: the dataset's)"
+    )
+    model.add_argument("--instance-confidence", type=float, help="segearth-ov3: instance score floor")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
