@@ -18,6 +18,10 @@ Requests
                                                        reference, reference_field, mapping, ignore, bbox,
                                                        bbox_crs, report, csv, plot); result = the report
                                                        + "report" (same dict) + "files" (paths written)
+  {"id": "r5", "command": "train", "args": {...}}    AerOSeg training: args use the ``train`` option names
+                                                       (images, labels, label_field, classes, unseen, out,
+                                                       architecture, steps, ...); result = the model's
+                                                       metadata + "model" (the file written)
   {"id": "r3", "command": "info"}                      interpreter, versions, devices, GPU memory
   {"id": "r4", "command": "check_outputs", "args": {"inputs": [...], "outputs": {label: path}}}
                                                        refuses outputs over an input's files or each other
@@ -239,12 +243,14 @@ class Worker:
                 result = self.segment(key, args)
             elif command == "evaluate":
                 result = self.evaluate(key, args)
+            elif command == "train":
+                result = self.train(key, args)
             elif command == "check_outputs":
                 result = check_outputs(args)
             else:
                 raise UserError(
-                    f"unknown command {brief(command)}: use segment, estimate, evaluate, check_outputs, "
-                    "info, cancel or shutdown"
+                    f"unknown command {brief(command)}: use segment, estimate, evaluate, train, "
+                    "check_outputs, info, cancel or shutdown"
                 )
             self.channel.send({"id": request_id, "event": "result", "result": result})
         except UserError as exc:
@@ -312,6 +318,20 @@ class Worker:
             self.channel.send({"id": key, "event": "progress", **event.to_json()})
 
         return run_evaluate_request(args, progress=progress, cancel=token)
+
+    def train(self, key: str | None, args: dict) -> dict:
+        """Train AerOSeg (engine.cli.train: ``args`` use the train command's option names); the result
+        is the model's metadata plus ``model`` (the file written)."""
+        from engine.cli.train import run_train
+        from engine.pipeline.progress import CancelToken
+
+        token = self.token_for(key) if key is not None else CancelToken()
+
+        def progress(event) -> None:
+            self.channel.send({"id": key, "event": "progress", **event.to_json()})
+
+        metadata = run_train(args, progress=progress, cancel=token)
+        return {**metadata, "model": str(args.get("out"))}
 
 
 def run(args: argparse.Namespace) -> int:
