@@ -25,11 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="list known weights and whether they are present")
-    listing.add_argument("--kind", choices=["clip", "sam", "upsampler"], help="only this kind")
+    listing.add_argument("--kind", choices=["clip", "sam", "upsampler", "sam3"], help="only this kind")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     fetch = actions.add_parser("download", help="download weights into the cache")
     fetch.add_argument("names", nargs="+", metavar="NAME")
     fetch.add_argument("--force", action="store_true", help="download even if a verified copy exists")
+    fetch.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="hub access token for gated weights such as sam3 (default: the HF_TOKEN environment variable)",
+    )
     imported = actions.add_parser("import", help="verify a file obtained elsewhere and place it in the cache")
     imported.add_argument("name", metavar="NAME")
     imported.add_argument("file", metavar="FILE")
@@ -109,8 +114,11 @@ def _download(args) -> int:
 
     progress = _terminal_progress()
     for name in args.names:
+        entry = registry.get_entry(name)
+        # The licence is stated before any byte is fetched (gated weights: the user accepted it on the hub).
+        print(f"{name}: licence {entry.licence}", file=sys.stderr)
         located = download(
-            registry.get_entry(name), progress=progress, offline_dir=args.offline_dir, force=args.force
+            entry, progress=progress, offline_dir=args.offline_dir, force=args.force, token=args.token
         )
         print(f"{name}: {located.path} (sha256 {located.sha256}, {located.place})")
     return 0

@@ -319,6 +319,40 @@ def _looks_sam(keys) -> bool:
     )
 
 
+SAM3_TRUNK = "backbone.vision_backbone.trunk."
+
+
+def _looks_sam3(keys) -> bool:
+    """SAM 3's image model (``Sam3Image``), its keys bare or under ``detector.`` as in ``sam3.pt``."""
+    return any(k.startswith((SAM3_TRUNK, "detector." + SAM3_TRUNK)) for k in keys)
+
+
+def _sam3_detector(tensors: dict, notes: list[str]) -> dict:
+    """The image model's tensors of a SAM 3 checkpoint: ``detector.`` removed, the video tracker left out."""
+    if not any(k.startswith("detector.") for k in tensors):
+        return tensors
+    kept, left_out = _strip_prefix(tensors, "detector.")
+    if left_out:
+        notes.append(
+            f"ignored {len(left_out)} tensors outside 'detector.' (the video tracker, e.g. {left_out[0]})"
+        )
+    return kept
+
+
+def infer_sam3_architecture(tensors: dict) -> str | None:
+    """The SegEarth-OV3 architecture name ("full", "tiny") whose ViT width and depth the tensors have."""
+    from engine.methods.segearth_ov3.architecture import ARCHITECTURES
+
+    weight = tensors.get(SAM3_TRUNK + "patch_embed.proj.weight")
+    if weight is None:
+        return None
+    width, depth = int(weight.shape[0]), _count_blocks(list(tensors), SAM3_TRUNK + "blocks.")
+    for name, arch in ARCHITECTURES.items():
+        if (arch.vit_width, arch.vit_depth) == (width, depth):
+            return name
+    return None
+
+
 def _looks_upsampler(keys) -> bool:
     return any(k.startswith(("up.", "up1.")) for k in keys) and any(k.startswith("fixup_proj.") for k in keys)
 
@@ -424,6 +458,9 @@ def identify(raw: object, container: str, path: Path) -> Checkpoint:
     elif _tensor_dict(raw) is not None:
         tensors = _tensor_dict(raw)
         fmt = "state-dict"
+    elif isinstance(raw, dict) and _tensor_dict(raw.get("model")) is not None:
+        tensors = _tensor_dict(raw["model"])  # sam3.pt: {"model": {"detector.…", "tracker.…"}}
+        fmt = "model-checkpoint"
     else:
         raise UserError(
             f"{path} does not hold model weights this engine knows (top level: {type(raw).__name__})"
@@ -443,6 +480,12 @@ def identify(raw: object, container: str, path: Path) -> Checkpoint:
     elif _looks_sam(keys):
         kind, fmt = "sam", ("sam-state-dict" if fmt == "state-dict" else fmt)
         architecture = infer_sam_architecture(tensors)
+    elif _looks_sam3(keys):
+        kind = "sam3"
+        fmt = "sam3-checkpoint" if fmt == "model-checkpoint" else "sam3-state-dict"
+        tensors = _sam3_detector(tensors, notes)
+        keys = set(tensors)
+        architecture = infer_sam3_architecture(tensors)
     elif _looks_upsampler(keys):
         kind = "upsampler"
         fmt = "upsampler-state-dict" if fmt == "state-dict" else fmt

@@ -45,12 +45,38 @@ def _emit(progress, **event) -> None:
         progress(event)
 
 
-def _published_hub_sha256(source: Source) -> str | None:
+TOKEN_ENV = "HF_TOKEN"  # the hub's standard variable for an access token
+
+
+def hub_token(token: str | None = None) -> str | None:
+    """The hub access token: the given one, else ``HF_TOKEN``, else None (huggingface_hub then uses a
+    saved ``hf auth login``, if any)."""
+    return token or os.environ.get(TOKEN_ENV) or None
+
+
+def _refused_access(error: BaseException) -> bool:
+    """Whether a hub error is the server refusing this account (401 no/invalid token, 403 no access)."""
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None) in (401, 403) or type(error).__name__ == "GatedRepoError"
+
+
+def gated_help(entry: WeightEntry) -> str:
+    """How to get access to a gated entry's files."""
+    page = entry.access or entry.sources[0].location
+    return (
+        f"{entry.name} is gated: the hub gives it only to accounts that accepted its licence "
+        f"({entry.licence}). 1) Sign in at {page} and request access (the form accepts the licence). "
+        f"2) Create a read token at https://huggingface.co/settings/tokens. 3) Set {TOKEN_ENV}=<token> "
+        "or pass --token, and download again."
+    )
+
+
+def _published_hub_sha256(source: Source, token: str | None = None) -> str | None:
     """The hub's LFS sha256 of a hub file (its ETag), or None if the hub does not give one."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(source.hub.repo, source.hub.file, revision=source.hub.revision)
-    etag = (get_hf_file_metadata(url).etag or "").strip('"')
+    etag = (get_hf_file_metadata(url, token=token).etag or "").strip('"')
     return etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
 
 
@@ -74,20 +100,33 @@ def _tqdm_for(progress, entry_name: str, url: str):
     return _Reporting
 
 
-def _download_hub(entry: WeightEntry, source: Source, target: Path, progress) -> str:
+def _download_hub(
+    entry: WeightEntry, source: Source, target: Path, progress, token: str | None = None
+) -> str:
     from huggingface_hub import hf_hub_download
 
-    published = source.sha256 or _published_hub_sha256(source)
-    staging = target.parent / ".hub"
-    fetched = Path(
-        hf_hub_download(
-            source.hub.repo,
-            source.hub.file,
-            revision=source.hub.revision,
-            local_dir=staging,
-            tqdm_class=_tqdm_for(progress, entry.name, source.location),
+    token = hub_token(token)
+    try:
+        published = source.sha256 or _published_hub_sha256(source, token)
+        staging = target.parent / ".hub"
+        fetched = Path(
+            hf_hub_download(
+                source.hub.repo,
+                source.hub.file,
+                revision=source.hub.revision,
+                local_dir=staging,
+                tqdm_class=_tqdm_for(progress, entry.name, source.location),
+                token=token,
+            )
         )
-    )
+    except Exception as error:
+        if entry.gated and _refused_access(error):
+            status = getattr(getattr(error, "response", None), "status_code", "refused")
+            which = "no token was given" if token is None else "the token has no access to it"
+            raise UserError(
+                f"the hub refused {source.location} ({status}: {which}). {gated_help(entry)}"
+            ) from None
+        raise
     partial = target.with_name(target.name + ".part")
     os.replace(fetched, partial)
     return _verify_and_place(entry, source, partial, target, published, progress)
@@ -173,7 +212,7 @@ def _download_url(entry: WeightEntry, source: Source, target: Path, progress) ->
 
 
 def download(
-    entry: WeightEntry, *, progress=None, offline_dir=None, force: bool = False
+    entry: WeightEntry, *, progress=None, offline_dir=None, force: bool = False, token: str | None = None
 ) -> cache.LocatedFile:
     """The entry's verified file: found in the cache/offline folders, else downloaded into the cache.
 
@@ -195,8 +234,10 @@ def download(
         target.parent.mkdir(parents=True, exist_ok=True)
         _emit(progress, stage="start", name=entry.name, url=source.location)
         try:
-            fetch = _download_hub if source.hub else _download_url
-            digest = fetch(entry, source, target, progress)
+            if source.hub:
+                digest = _download_hub(entry, source, target, progress, token)
+            else:
+                digest = _download_url(entry, source, target, progress)
         except UserError:
             raise
         except Exception as error:  # network errors come in many types (urllib, ssl, hub, OS)

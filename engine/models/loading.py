@@ -288,3 +288,51 @@ def load_upsampler_model(
         raise UserError(f"{file}: upsampler kinds disagree ({built_kind} built, {kind} expected)")
     report = {"missing": [], "unexpected": [], "notes": checkpoint.notes, "format": checkpoint.format}
     return module.eval(), _info(name, kind, file, digest, False, report, dim=checkpoint.details.get("dim"))
+
+
+def load_sam3_model(
+    spec: str | None = None,
+    arch=None,
+    *,
+    progress=None,
+    offline_dir=None,
+    allow_download: bool = True,
+    token: str | None = None,
+):
+    """(SAM 3 image model in eval mode on the CPU, info) for a SAM 3 weights spec (registry name, a
+    ``sam3.pt`` file or a state dict of its detector; None: the registry's ``sam3``).
+
+    The file is read without unpickling code (``checkpoints``); its ``detector.`` tensors fill a model
+    built from the ``sam3`` modules (``engine.methods.segearth_ov3.architecture``). The video tracker's
+    tensors are ignored; a tensor the image model needs but the file lacks is an error.
+    """
+    from engine.methods.segearth_ov3.architecture import ARCHITECTURES, build_image_model
+
+    entry, path = _resolve(spec, "sam3")
+    name = entry.name if entry else str(path)
+    if entry is not None and not allow_download:
+        located = _obtain(entry, progress, offline_dir, False)
+        checkpoint, file, digest = read_checkpoint(located.path), str(located.path), located.sha256
+    elif entry is not None:
+        located = cache.find_weights(entry, offline_dir, progress)
+        if located is None:
+            from engine.models.download import download
+
+            located = download(entry, progress=progress, offline_dir=offline_dir, token=token)
+        checkpoint, file, digest = read_checkpoint(located.path), str(located.path), located.sha256
+    else:
+        checkpoint, file, digest = read_checkpoint(path), str(path), cache.file_sha256(path, progress)
+    _check_kind(checkpoint, "sam3")
+    wanted = next((n for n, a in ARCHITECTURES.items() if a == arch), None) if arch is not None else "full"
+    arch_name = _check_architecture(checkpoint, wanted)
+    label = f"SAM 3 {arch_name}"
+    model = build_image_model(ARCHITECTURES[arch_name])
+    report = load_state(model, checkpoint.tensors, strict=False, label=file, architecture=label)
+    if report["missing"]:
+        raise UserError(
+            f"{file} lacks {len(report['missing'])} tensors of SAM 3's image model, e.g. "
+            f"{report['missing'][:3]}: not a complete SAM 3 checkpoint"
+        )
+    report["notes"] = checkpoint.notes
+    report["format"] = checkpoint.format
+    return model.eval(), _info(name, arch_name, file, digest, False, report)

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.errors import UserError
 
 REGISTRY_FILE = Path(__file__).resolve().parent / "registry.json"
-KINDS = ("clip", "sam", "upsampler")
+KINDS = ("clip", "sam", "upsampler", "sam3")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,10 @@ class WeightEntry:
     quick_gelu: bool = True  # CLIP only: the activation the weights were trained with
     dim: int | None = None  # upsampler only: feature channels it lifts
     open_clip: dict | None = None  # CLIP only: open_clip's own (architecture, tag) for these weights
+    #: the hub repository grants downloads only to accounts that accepted the licence there; ``access``
+    #: is the page where a user requests it.
+    gated: bool = False
+    access: str | None = None
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -109,6 +113,8 @@ def _entry(raw: dict) -> WeightEntry:
         quick_gelu=bool(raw.get("quick_gelu", True)),
         dim=raw.get("dim"),
         open_clip=raw.get("open_clip"),
+        gated=bool(raw.get("gated", False)),
+        access=raw.get("access"),
     )
 
 
