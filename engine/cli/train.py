@@ -102,6 +102,7 @@ def training_request(raw: Mapping[str, Any]):
     """A TrainingRequest from CLI arguments or a worker request's ``args`` (same keys)."""
     from engine.methods.aeroseg.training.loop import TrainingRequest
     from engine.methods.aeroseg.training.settings import TrainingSettings
+    from engine.methods.registry import random_weights_requested
     from engine.runtime.device import resolve_device
 
     if raw.get("dataset"):
@@ -127,7 +128,7 @@ def training_request(raw: Mapping[str, Any]):
         gsd=raw.get("gsd"),
         device=resolve_device(str(raw.get("device") or "auto")),
         resume=bool(raw.get("resume")),
-        random_weights=bool(raw.get("random_weights")),
+        random_weights=random_weights_requested(bool(raw.get("random_weights"))),
     )
 
 

@@ -28,5 +28,6 @@ class RsOvsegProvider(QgsProcessingProvider):
     def algorithm_classes() -> list:
         from .assess_algorithm import AssessAlgorithm
         from .segment_algorithm import SegmentAlgorithm
+        from .train_algorithm import TrainAlgorithm
 
-        return [SegmentAlgorithm, AssessAlgorithm]
+        return [SegmentAlgorithm, AssessAlgorithm, TrainAlgorithm]
