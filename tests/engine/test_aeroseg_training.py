@@ -233,3 +233,55 @@ def test_tiny_model_learns_a_labelled_patch_of_the_koeln_tile(tmp_path):
     labelled = (image.labels > 0) & (image.labels != IGNORE)
     accuracy = float((predicted[0].numpy()[labelled] == image.labels[labelled]).mean())
     assert accuracy >= 0.9, f"pixel accuracy {accuracy:.3f} after 60 steps"
+
+
+def test_held_out_blocks_keep_every_class_in_training():
+    from engine.methods.aeroseg.training.labels import LabelledImage
+    from engine.methods.aeroseg.training.sampling import validation_masks
+
+    labels = np.zeros((128, 256), dtype=np.uint8)
+    labels[:, :128], labels[:64, 128:] = 1, 2  # class 1 in 4 blocks of 64 px, class 2 in 2
+    image = LabelledImage("x", np.zeros((3, 128, 256), np.uint8), labels, (0, 1, 0, 0, 0, -1), "")
+    (mask,) = validation_masks([image], 0.5, 64, seed=3)
+    assert mask.sum() == 3 * 64 * 64  # half of the 6 labelled blocks
+    for number in (1, 2):
+        assert ((labels == number) & ~mask).any(), f"class {number} lost all its training pixels"
+    (again,) = validation_masks([image], 0.5, 64, seed=3)
+    assert np.array_equal(mask, again)
+
+
+def test_validation_figures_are_the_held_out_confusion(tmp_path):
+    from engine.assess.metrics import per_class_figures
+    from engine.methods.aeroseg.training.validation import validate
+
+    model = tiny_aeroseg().eval()
+    (image,), _ = load_labelled_images(
+        [patch_vrt(tmp_path)], write_polygons(tmp_path / "l.gpkg"), CLASSES, label_field="class"
+    )
+    held_out = np.zeros(image.labels.shape, dtype=bool)
+    held_out[:, 64:] = True
+    queries = ["solar panel", "field"]
+    with torch.no_grad():
+        text = model.text_features(queries)
+        report = validate(
+            model, [image], [held_out], ["solar panel", "field"], text, torch.tensor([1, 2]), 128, "cpu"
+        )
+        predicted = predict_classes(
+            model, torch.from_numpy(image.rgb.astype(np.float32))[None], text, torch.tensor([1, 2])
+        )[0].numpy()
+    confusion = np.zeros((2, 2), dtype=np.int64)
+    for row, col in zip(*np.nonzero(held_out & (image.labels > 0))):
+        confusion[image.labels[row, col] - 1, predicted[row, col] - 1] += 1
+    assert report["pixels"] == confusion.sum() > 0
+    expected = per_class_figures(confusion, ["solar panel", "field"])
+    assert report["classes"] == expected
+
+
+def test_imagery_resampled_to_a_coarser_gsd_gets_its_labels_on_that_grid(tmp_path):
+    (image,), _ = load_labelled_images(
+        [patch_vrt(tmp_path)], write_polygons(tmp_path / "l.gpkg"), CLASSES, label_field="class", gsd=1.0
+    )
+    assert image.rgb.shape == (3, 64, 64) and image.labels.shape == (64, 64)
+    assert image.geotransform[1] == 1.0
+    c0, r0, c1, r1 = BOXES["field"]
+    assert (image.labels == 2).sum() == pytest.approx((c1 - c0) * (r1 - r0) / 4, rel=0.1)
