@@ -191,6 +191,7 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
                     cost_relative_to=reference,
                 )
             )
+    cases.extend(_segearth_ov3_cases(device, quick, tile, reduced))
     cases.extend(
         _scaling_pair(
             prefix + "scaling",
@@ -216,6 +217,47 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
         )
     )
     return cases
+
+
+def _segearth_ov3_cases(device: str, quick: bool, tile: str, reduced: str) -> list[BenchCase]:
+    """SegEarth-OV3 on the real tile (0.25 km² at 0.5 m: 2 × 2 windows of 512 px) with the full-size
+    random SAM 3: the batched path at float32 and the reduced precision, and the reference's per-query
+    loop (``--fidelity reference``) beside it in the same run for the ratio. On a CPU each runs once after
+    its warm-up: a full-size window takes tens of seconds there."""
+    prefix = f"{device}/segearth-ov3"
+    options: dict = {"sam3_config": "tiny"} if quick else {}
+    repeats = 1 if device == "cpu" and not quick else 3
+    batched = BenchCase(
+        f"{prefix}/tile/float32",
+        method="segearth-ov3",
+        device=device,
+        raster=tile,
+        options=options,
+        repeats=repeats,
+    )
+    return [
+        batched,
+        BenchCase(
+            f"{prefix}/tile/{reduced}",
+            method="segearth-ov3",
+            device=device,
+            dtype=reduced,
+            raster=tile,
+            options=options,
+            repeats=repeats,
+            agreement_with=batched.name,
+        ),
+        BenchCase(
+            f"{prefix}-reference-loop/tile/float32",
+            method="segearth-ov3",
+            device=device,
+            raster=tile,
+            options={**options, "fidelity": "reference"},
+            repeats=repeats,
+            cost_relative_to=batched.name,
+            agreement_with=batched.name,
+        ),
+    ]
 
 
 def _scaling_pair(

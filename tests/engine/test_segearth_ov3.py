@@ -193,3 +193,14 @@ def test_bfloat16_autocast_tracks_float32(model):
     assert maps[torch.bfloat16].dtype == torch.float32
     assert (maps[torch.bfloat16] - maps[torch.float32]).abs().max() < 0.05
     assert float(maps[torch.float32].min()) >= 0.0 and float(maps[torch.float32].max()) <= 1.0
+
+
+def test_per_query_loop_mode_gives_the_batched_maps(model):
+    crops = random_crops(2, 40, 36, seed=5)
+    maps = {}
+    for loop in (False, True):
+        settings = SegEarthOV3Settings(crop_size=40, crop_stride=40, per_query_loop=loop)
+        method = SegEarthOV3(model, ARCH, settings)
+        method.set_queries(["road", "roof", "grass"])
+        maps[loop] = method.crop_logits(crops)
+    torch.testing.assert_close(maps[True], maps[False], atol=2e-5, rtol=1e-4)

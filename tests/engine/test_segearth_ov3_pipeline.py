@@ -135,3 +135,11 @@ def test_tiny_needs_random_weights(tmp_path, raster, capsys):
     argv = [*CLASSES, "--method", "segearth-ov3", "--sam3-config", "tiny", "--out", out]
     assert segment(raster, *argv) == 2
     assert "--random-weights" in capsys.readouterr().err
+
+
+def test_reference_fidelity_runs_the_per_query_loop(tmp_path, raster, capsys):
+    out = tmp_path / "ref.tif"
+    assert segment(raster, *CLASSES, *TINY, "--out", out, "--fidelity", "reference") == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["method"]["settings"]["per_query_loop"] is True
+    assert any("one query at a time" in note for note in record["options"]["reference_changes"])

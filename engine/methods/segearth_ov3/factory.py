@@ -52,6 +52,7 @@ def settings_from_extra(extra: dict):
         extra.get("sam3_preset"),
         confidence_threshold=extra.get("instance_confidence"),
         pairs_per_call=extra.get("pairs_per_call"),
+        per_query_loop=True if extra.get("sam3_loop") == "per-query" else None,
         **switches,
     )
 

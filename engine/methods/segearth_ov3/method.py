@@ -114,6 +114,8 @@ class SegEarthOV3:
         size = (int(crops.shape[2]), int(crops.shape[3]))
         out = torch.empty((b, q, *size), dtype=torch.float32, device=self.device)
         images = prepare_images(crops, self.arch.resolution, self.device)
+        if self.settings.per_query_loop:
+            return self._per_query_loop(images, size, out)
         with self.autocast():
             state = self.grounding.encode_images(images)
             crop_ids = torch.arange(b, device=self.device).repeat_interleave(q)
@@ -121,16 +123,32 @@ class SegEarthOV3:
             for start in range(0, b * q, self.pairs_per_call):
                 pairs = slice(start, start + self.pairs_per_call)
                 heads = self.grounding.ground(state, self.text, crop_ids[pairs], query_ids[pairs])
-                maps = pair_maps(
-                    heads,
-                    size,
-                    confidence_threshold=self.settings.confidence_threshold,
-                    use_instances=self.settings.use_instances,
-                    use_semantic=self.settings.use_semantic,
-                    use_presence=self.settings.use_presence,
-                )
+                maps = self._maps(heads, size)
                 out.view(b * q, *size)[pairs] = maps
                 del heads, maps
+        return out
+
+    def _maps(self, heads, size) -> torch.Tensor:
+        s = self.settings
+        return pair_maps(
+            heads,
+            size,
+            confidence_threshold=s.confidence_threshold,
+            use_instances=s.use_instances,
+            use_semantic=s.use_semantic,
+            use_presence=s.use_presence,
+        )
+
+    def _per_query_loop(self, images: torch.Tensor, size, out: torch.Tensor) -> torch.Tensor:
+        """The reference's order of work: per crop, its image state once, then each query alone (its
+        text encoded again, as ``Sam3Processor.set_text_prompt`` does, and grounded as one pair)."""
+        one = torch.zeros(1, dtype=torch.long, device=self.device)
+        with self.autocast():
+            for b in range(len(images)):
+                state = self.grounding.encode_images(images[b : b + 1])
+                for q, query in enumerate(self.queries):
+                    text = self.grounding.encode_text([query])
+                    out[b, q] = self._maps(self.grounding.ground(state, text, one, one), size)[0]
         return out
 
     def describe(self) -> dict:

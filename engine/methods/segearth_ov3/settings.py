@@ -25,6 +25,9 @@ class SegEarthOV3Settings:
     use_presence: bool = True
     #: (crop, query) pairs per grounding call; None: the method picks by device (memory bound).
     pairs_per_call: int | None = None
+    #: the reference's structure instead: per crop, one query at a time (its text encoded, its prompt
+    #: built and grounded alone). Same maps; kept to measure the batched path against it.
+    per_query_loop: bool = False
     #: the preset these settings came from (for the sidecar), or "custom".
     preset: str = "openearthmap"
 

@@ -54,6 +54,16 @@ def parse_parts(value) -> tuple[str, ...]:
     return parts
 
 
+LOOPS = ("batched", "per-query")
+
+
+def parse_loop(value) -> str:
+    key = str(value).strip().lower()
+    if key not in LOOPS:
+        raise UserError(f"unknown --sam3-loop {value!r}: use one of {', '.join(LOOPS)}")
+    return key
+
+
 def preset_threshold(extra: dict) -> float | None:
     """The probability threshold of the request's ``sam3_preset`` (None: no preset given)."""
     preset = extra.get("sam3_preset")
@@ -109,6 +119,21 @@ SEGEARTH_OV3 = MethodSpec(
             "PARTS",
             parse_parts,
         ),
+        ExtraOption(
+            "sam3_loop",
+            "sam3_loop",
+            "batched (default: every crop x query pair in a few calls) or per-query (the reference's "
+            "loop, one query at a time; same maps, slower)",
+            "batched|per-query",
+            parse_loop,
+        ),
+    ),
+    reference={"sam3_loop": "per-query"},
+    reference_notes=(
+        "each crop grounds one query at a time, its text encoded again each time, as the reference's loop "
+        "does (the maps are the same; only the order of work differs)",
+        "still different: pixels under the threshold are 0 (unclassified), where the reference gives them "
+        "its background class; the reference runs bf16 autocast on CUDA (here: --dtype)",
     ),
     threshold_from_extra=preset_threshold,
 )
