@@ -166,6 +166,13 @@ def files_read(options: SegmentOptions) -> tuple[str, ...]:
     return tuple(v for v in named if isinstance(v, str) and Path(v).expanduser().is_file())
 
 
+def has_parts(job: Job) -> bool:
+    """Whether an unfinished run in parts left its parts beside the output (engine.pipeline.parts)."""
+    from engine.pipeline.parts import parts_folder_for
+
+    return parts_folder_for(job.prepared.outputs["out"]).exists()
+
+
 def run_segment(raw, *, models=None, progress=None, cancel=None, job: Job | None = None):
     """Validate, load the method (through ``models``, a ModelCache), segment. Returns a SegmentResult.
     ``raw``: CLI/worker options (a mapping) or a SegmentOptions."""
@@ -178,6 +185,10 @@ def run_segment(raw, *, models=None, progress=None, cancel=None, job: Job | None
     progress(ProgressEvent(0.0, "open", "checking the request"))
     job = job or prepare_job(raw)
     try:
+        if job.options.resume or job.options.executor == "dask" or has_parts(job):  # blocks (scale.md)
+            from engine.pipeline.partitioned import run_in_parts
+
+            return run_in_parts(job, models=models, progress=progress, cancel=cancel)
         if job.options.resume or job.options.executor == "dask":  # blocks in part files (scale.md)
             from engine.pipeline.partitioned import run_in_parts
 

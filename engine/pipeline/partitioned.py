@@ -194,12 +194,13 @@ def segment_in_parts(
     block_tiles = options.block_tiles or DEFAULT_BLOCK_TILES
     from engine.pipeline.parts import parts_folder_for
 
-    executor = executor_factory(stretch)
+    job = make_job(options, vocabulary, prepared, stretch, block_tiles, parts_folder_for(out_path))
+    parts = PartsFolder.open(out_path, job.fingerprint, options.resume)  # before any model loads
     files = AtomicFiles()
+    executor = None
     try:
-        job = make_job(options, vocabulary, prepared, stretch, block_tiles, parts_folder_for(out_path))
+        executor = executor_factory(stretch)
         blocks = plan_blocks(prepared.plan, block_tiles)
-        parts = PartsFolder.open(out_path, job.fingerprint, options.resume)
         pending = [block for block in blocks if not parts.done(block)]
         if len(pending) < len(blocks):
             log.info(
@@ -249,11 +250,12 @@ def segment_in_parts(
         parts.remove()
     except BaseException:
         files.discard()
-        if not options.resume and "parts" in locals():
+        if not options.resume:
             parts.remove()  # nothing to resume from: leave nothing behind
         raise
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
     progress(ProgressEvent(1.0, "done", f"wrote {out_path}"))
     confidence = prepared.outputs.get("confidence")
     return SegmentResult(
