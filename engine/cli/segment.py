@@ -189,10 +189,6 @@ def run_segment(raw, *, models=None, progress=None, cancel=None, job: Job | None
             from engine.pipeline.partitioned import run_in_parts
 
             return run_in_parts(job, models=models, progress=progress, cancel=cancel)
-        if job.options.resume or job.options.executor == "dask":  # blocks in part files (scale.md)
-            from engine.pipeline.partitioned import run_in_parts
-
-            return run_in_parts(job, models=models, progress=progress, cancel=cancel)
         configure_determinism(job.device, job.method_options.seed)
         progress(ProgressEvent(0.01, "model", f"loading {job.options.method}"))
         tic = time.perf_counter()
