@@ -28,6 +28,7 @@ COMMANDS = {
     "reproduce": ("engine.cli.reproduce", "run a published benchmark protocol (mIoU over a dataset)"),
     "train": ("engine.cli.train", "train AerOSeg on labelled imagery (a label raster or polygons)"),
     "info": ("engine.cli.info", "report interpreter, versions, device and weights present"),
+    "cluster": ("engine.cli.cluster", "start Dask workers on SLURM for --executor dask (dask-jobqueue)"),
 }
 
 #: Commands that run models (the others need not import torch).

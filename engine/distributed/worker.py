@@ -28,6 +28,7 @@ class ModelPlugin(WorkerPlugin):
 
         keep_freed_memory()
         flush_denormals()
+        pin_gpu(str(worker.name))
         self.models = ModelCache()
         self.contexts: dict = {}
 
@@ -49,6 +50,20 @@ class ModelPlugin(WorkerPlugin):
     def teardown(self, worker) -> None:
         self._close()
         self.models.clear()
+
+
+def pin_gpu(name: str) -> int | None:
+    """Workers sharing a job's GPUs (``dask worker --nworkers K``, named ``NAME-0`` ... ``NAME-K-1``):
+    worker k takes GPU k so that "cuda" means a different GPU in each. Returns the GPU taken, if any."""
+    import torch
+
+    suffix = name.rsplit("-", 1)[-1]
+    if not suffix.isdigit() or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return None
+    index = int(suffix) % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    log.info("worker %s: GPU %d", name, index)
+    return index
 
 
 def plugin_of(worker) -> ModelPlugin:
