@@ -21,7 +21,7 @@ from engine.pipeline.run_time import (
     expected_run_time,
     reference_for,
     setup_seconds_of_run,
-    window_seconds_of_run,
+    windows_of_run,
 )
 
 log = logging.getLogger("engine.worker")
@@ -82,7 +82,7 @@ def estimate_time(
     store = store or speed_store()
     peaks = None
     reference = reference_for(key)
-    if (store is None or store.seconds_per_window(key) is None) and reference is not None:
+    if (store is None or not store.runs(key)) and reference is not None:
         peaks = {reference.peak_dtype: matmul_gflops(key.device, reference.peak_dtype)}
     return expected_run_time(key, windows, store, peaks, model_loaded=key.text() in (warm or ()))
 
@@ -92,8 +92,8 @@ def remember_run(
 ) -> None:
     """Add a finished run's seconds per window and setup to the store (never fails the run); its key
     joins ``warm`` (the process now holds that model)."""
-    seconds = window_seconds_of_run(dict(record))
-    if seconds is None:
+    measured = windows_of_run(dict(record))
+    if measured is None:
         return
     try:
         key = speed_key(args)
@@ -103,5 +103,5 @@ def remember_run(
         warm.add(key.text())
     store = store or speed_store()
     if store is not None:
-        store.add(key, seconds, setup_seconds_of_run(dict(record)))
-    log.debug("run speed: %.3f s per window for %s", seconds, key.text())
+        store.add(key, *measured, setup_seconds_of_run(dict(record)))
+    log.debug("run speed: %d windows in %.3f s for %s", *measured, key.text())

@@ -2,8 +2,11 @@
 
 Seconds per window, best source first:
 
-- ``measured``: the median of this machine's last runs with the same method, device, float type and
-  models (``SpeedStore``, a small JSON file in the engine's home folder; each finished run adds one);
+- ``measured``: this machine's last runs with the same method, device, float type and models
+  (``SpeedStore``, a small JSON file in the engine's home folder; each finished run adds its window
+  count and seconds). A straight line through them (``fit_runs``) separates a run's fixed cost (the
+  first batch after loading warms kernels and allocations, the last tile's scoring) from the cost of
+  each window: one-window runs alone would make every window cost what the whole run did;
 - ``reference``: the bench machine's figure for the method (``REFERENCE``, from the per-km² cases in
   resources/bench/results.jsonl) scaled by how fast this device multiplies matrices compared with the
   bench machine (the caller measures that once, in about a tenth of a second).
@@ -25,8 +28,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Runs kept per key; the median of these is the measured speed.
-KEPT_RUNS = 5
+#: Runs kept per key (the measured speed is fitted through them; setup is their median).
+KEPT_RUNS = 8
 #: File name of the store inside the engine's home folder.
 SPEED_FILE_NAME = "window-speed.json"
 #: A run whose model load took less than this found the model loaded already: no setup measured.
@@ -98,32 +101,46 @@ def setup_seconds_of_run(record: dict) -> float | None:
     return load + float(timings.get("text") or 0.0)
 
 
-def window_seconds_of_run(record: dict) -> float | None:
-    """Seconds per evaluated window of a finished run, from its sidecar record (``timings_s``,
-    ``windows``): the run's time less the once-per-run parts (model loading, text, statistics)."""
+def windows_of_run(record: dict) -> tuple[int, float] | None:
+    """(evaluated windows, seconds spent on them) of a finished run, from its sidecar record
+    (``timings_s``, ``windows``): the run's time less model loading, text and statistics."""
     timings = record.get("timings_s") or {}
-    evaluated = (record.get("windows") or {}).get("crops_evaluated") or 0
+    evaluated = int((record.get("windows") or {}).get("crops_evaluated") or 0)
     total = timings.get("total")
     if not evaluated or total is None:
         return None
     once = sum(float(timings.get(name) or 0.0) for name in ("model_load", "text", "statistics"))
-    seconds = (float(total) - once) / evaluated
-    return seconds if seconds > 0 else None
+    seconds = float(total) - once
+    return (evaluated, seconds) if seconds > 0 else None
+
+
+def fit_runs(runs: list[tuple[int, float]]) -> tuple[float, float]:
+    """(fixed seconds per run, seconds per window) through ``runs`` = [(windows, seconds)]: least squares
+    when they span two window counts or more and give a positive slope; else no fixed part and the
+    total seconds over the total windows."""
+    counts = {n for n, _ in runs}
+    if len(counts) >= 2:
+        mean_n = sum(n for n, _ in runs) / len(runs)
+        mean_s = sum(t for _, t in runs) / len(runs)
+        spread = sum((n - mean_n) ** 2 for n, _ in runs)
+        slope = sum((n - mean_n) * (t - mean_s) for n, t in runs) / spread
+        if slope > 0:
+            return max(0.0, mean_s - slope * mean_n), slope
+    return 0.0, sum(t for _, t in runs) / sum(n for n, _ in runs)
 
 
 class SpeedStore:
-    """This machine's measured seconds, by ``SpeedKey``: per window (``window``) and for setting up
-    (``setup``), each the last KEPT_RUNS runs; a JSON file written by rename.
+    """This machine's measured runs, by ``SpeedKey``: ``runs`` ([windows, seconds] each) and ``setup``
+    (seconds of the runs that loaded their model), each the last KEPT_RUNS; a JSON file written by
+    rename.
 
     A file that cannot be read or written only loses the measurements: the estimate falls back to the
     reference, a run never fails for it."""
 
-    SERIES = ("window", "setup")
-
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
 
-    def _read(self) -> dict[str, dict[str, list[float]]]:
+    def _read(self) -> dict[str, dict[str, list]]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -132,30 +149,33 @@ class SpeedStore:
             return {}
         kept = {}
         for key, entry in data.items():
-            if isinstance(entry, dict):
-                kept[key] = {
-                    name: [float(v) for v in entry.get(name) or [] if isinstance(v, int | float) and v > 0]
-                    for name in self.SERIES
-                }
+            if not isinstance(entry, dict):
+                continue
+            runs = [
+                [int(pair[0]), float(pair[1])]
+                for pair in entry.get("runs") or []
+                if isinstance(pair, list) and len(pair) == 2 and pair[0] > 0 and pair[1] > 0
+            ]
+            setup = [float(v) for v in entry.get("setup") or [] if isinstance(v, int | float) and v > 0]
+            kept[key] = {"runs": runs, "setup": setup}
         return kept
 
-    def median(self, key: SpeedKey, series: str = "window") -> tuple[float, int] | None:
-        """(median seconds, number of runs) measured here for ``key`` in ``series``, or None."""
-        values = self._read().get(key.text(), {}).get(series)
-        if not values:
-            return None
-        return statistics.median(values), len(values)
+    def runs(self, key: SpeedKey) -> list[tuple[int, float]]:
+        """The kept (windows, seconds) of ``key``'s runs, oldest first."""
+        return [(n, t) for n, t in self._read().get(key.text(), {}).get("runs", [])]
 
-    def seconds_per_window(self, key: SpeedKey) -> tuple[float, int] | None:
-        return self.median(key, "window")
+    def setup_seconds(self, key: SpeedKey) -> float | None:
+        """The median setup seconds of ``key``'s runs that loaded their model, or None."""
+        values = self._read().get(key.text(), {}).get("setup")
+        return statistics.median(values) if values else None
 
-    def add(self, key: SpeedKey, seconds: float, setup_seconds: float | None = None) -> None:
-        """Add one run: its seconds per window and, if it loaded its model, its setup seconds."""
+    def add(self, key: SpeedKey, windows: int, seconds: float, setup_seconds: float | None = None) -> None:
+        """Add one run: its windows and their seconds and, if it loaded its model, its setup seconds."""
         data = self._read()
-        entry = data.setdefault(key.text(), {name: [] for name in self.SERIES})
-        for name, value in (("window", seconds), ("setup", setup_seconds)):
-            if value is not None:
-                entry[name] = [*entry[name], round(float(value), 6)][-KEPT_RUNS:]
+        entry = data.setdefault(key.text(), {"runs": [], "setup": []})
+        entry["runs"] = [*entry["runs"], [int(windows), round(float(seconds), 6)]][-KEPT_RUNS:]
+        if setup_seconds is not None:
+            entry["setup"] = [*entry["setup"], round(float(setup_seconds), 6)][-KEPT_RUNS:]
         temporary = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,13 +208,14 @@ def expected_run_time(
     ``peak_gflops``: this device's matmul GFLOP/s per float type name, for the reference (only the
     type ``reference_for(key).peak_dtype`` is read). ``model_loaded``: the engine holds the model
     already (no setup). Returns ``seconds`` (all), ``window_seconds``, ``setup_seconds``,
-    ``seconds_per_window``, ``basis`` ("measured" or "reference", for the windows), ``runs``
-    (measured) or ``case`` (reference), and ``device``."""
+    ``seconds_per_window``, ``run_overhead_seconds`` (measured only), ``basis`` ("measured" or
+    "reference", for the windows), ``runs`` (measured) or ``case`` (reference), and ``device``."""
     reference = reference_for(key)
-    measured = store.seconds_per_window(key) if store is not None else None
-    if measured is not None:
-        per_window, runs = measured
-        time = {"basis": "measured", "runs": runs}
+    measured = store.runs(key) if store is not None else []
+    overhead = 0.0
+    if measured:
+        overhead, per_window = fit_runs(measured)
+        time = {"basis": "measured", "runs": len(measured), "run_overhead_seconds": overhead}
     else:
         peak = (peak_gflops or {}).get(reference.peak_dtype) if reference is not None else None
         if reference is None or not peak or peak <= 0:
@@ -203,11 +224,13 @@ def expected_run_time(
         time = {"basis": "reference", "case": reference.case}
     setup = 0.0
     if not model_loaded:
-        measured_setup = store.median(key, "setup") if store is not None else None
-        setup = measured_setup[0] if measured_setup else (reference.setup_seconds if reference else 0.0)
+        measured_setup = store.setup_seconds(key) if store is not None else None
+        setup = (
+            measured_setup if measured_setup is not None else (reference.setup_seconds if reference else 0.0)
+        )
     return {
-        "seconds": windows * per_window + setup,
-        "window_seconds": windows * per_window,
+        "seconds": overhead + windows * per_window + setup,
+        "window_seconds": overhead + windows * per_window,
         "setup_seconds": setup,
         "seconds_per_window": per_window,
         **time,

@@ -285,6 +285,7 @@ def xyz() -> None:
     server = LocalServer("xyz", TILES, PYTHON)
     state["servers"].append(server)
     say(f"XYZ server on 127.0.0.1:{server.port}")
+    dock().last_estimate = None  # the changes below ask for a new one
     hide_everything()
     layer = QgsRasterLayer(xyz_uri(server.port), "Köln tiles (local XYZ)", "wms")
     assert layer.isValid(), "the XYZ layer is not valid"
@@ -302,7 +303,7 @@ def xyz() -> None:
     panel.confidence_check.setChecked(False)
     panel.source_combo.setCurrentIndex(1)  # What the map shows
     panel.extent_widget.setOutputExtentFromCurrent()
-    later(3000, lambda: estimated(xyz_run))
+    poll(lambda: panel.last_estimate is not None, lambda: later(3000, xyz_run), "map view estimate")
 
 
 def xyz_run() -> None:
@@ -316,6 +317,7 @@ def wms() -> None:
     server = LocalServer("wms", str(DEMO), PYTHON)
     state["servers"].append(server)
     say(f"WMS server on 127.0.0.1:{server.port}")
+    dock().last_estimate = None
     hide_everything()
     layer = QgsRasterLayer(wms_uri(server.port), "Köln (local WMS)", "wms")
     assert layer.isValid(), f"the WMS layer is not valid: {layer.error().summary()}"
@@ -330,7 +332,7 @@ def wms() -> None:
     e = state["koeln"].extent()
     quarter = QgsRectangle(e.xMinimum(), e.center().y(), e.center().x(), e.yMaximum())  # the north-west
     panel.extent_widget.setOutputExtentFromUser(quarter, state["koeln"].crs())
-    later(2000, lambda: estimated(wms_run))
+    poll(lambda: panel.last_estimate is not None, lambda: later(3000, wms_run), "WMS estimate")
 
 
 def wms_run() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
+import pytest
 from raster_files import random_raster
 
 from engine.pipeline.run_time import (
@@ -14,10 +16,11 @@ from engine.pipeline.run_time import (
     SpeedKey,
     SpeedStore,
     expected_run_time,
+    fit_runs,
     reference_for,
     sam_architecture,
     setup_seconds_of_run,
-    window_seconds_of_run,
+    windows_of_run,
 )
 
 TINY = {
@@ -34,25 +37,37 @@ def test_a_runs_window_time_leaves_out_what_happens_once_per_run():
         "timings_s": {"model_load": 3.0, "text": 0.5, "statistics": 0.25, "inference": 5.0, "total": 10.75},
         "windows": {"crops_evaluated": 7},
     }
-    assert abs(window_seconds_of_run(record) - (10.75 - 3.0 - 0.5 - 0.25) / 7) < 1e-12
+    assert windows_of_run(record) == (7, 10.75 - 3.0 - 0.5 - 0.25)
+    assert windows_of_run({"timings_s": {"total": 2.0}, "windows": {"crops_evaluated": 0}}) is None
+    assert windows_of_run({"windows": {"crops_evaluated": 3}}) is None
     assert setup_seconds_of_run(record) == 3.5  # loading the model + the text
     cached = {**record, "timings_s": {**record["timings_s"], "model_load": 0.01}}
     assert setup_seconds_of_run(cached) is None  # the model was loaded already: nothing to learn
-    assert window_seconds_of_run({"timings_s": {"total": 2.0}, "windows": {"crops_evaluated": 0}}) is None
-    assert window_seconds_of_run({"windows": {"crops_evaluated": 3}}) is None
 
 
-def test_the_store_keeps_the_last_runs_and_answers_their_median(tmp_path):
+def test_the_fit_separates_a_runs_fixed_cost_from_each_windows():
+    rng = np.random.default_rng(0)
+    counts = [1, 1, 9, 49, 4, 25]
+    runs = [(n, 2.0 + 0.25 * n + rng.normal(0, 0.05)) for n in counts]
+    slope, intercept = np.polyfit([n for n, _ in runs], [t for _, t in runs], 1)  # independent fit
+    overhead, per_window = fit_runs(runs)
+    assert abs(per_window - slope) < 1e-9 and abs(overhead - intercept) < 1e-9
+    assert abs(per_window - 0.25) < 0.01 and abs(overhead - 2.0) < 0.1
+    # One window count only: no way to split, so the plain ratio; a falling line too.
+    assert fit_runs([(4, 2.0), (4, 3.0)]) == (0.0, 5.0 / 8)
+    assert fit_runs([(1, 5.0), (9, 3.0)]) == (0.0, 8.0 / 10)
+
+
+def test_the_store_keeps_the_last_runs(tmp_path):
     store = SpeedStore(tmp_path / "sub" / "speed.json")
-    assert store.seconds_per_window(SEGEARTH) is None
-    samples = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.4]
-    for seconds in samples:
-        store.add(SEGEARTH, seconds)
-    kept = samples[-KEPT_RUNS:]
-    middle = sorted(kept)[len(kept) // 2]  # odd count: the middle one
-    assert store.seconds_per_window(SEGEARTH) == (middle, KEPT_RUNS)
+    assert store.runs(SEGEARTH) == [] and store.setup_seconds(SEGEARTH) is None
+    for index in range(KEPT_RUNS + 3):
+        store.add(SEGEARTH, index + 1, 0.5 * (index + 1), setup_seconds=float(index) if index % 2 else None)
+    assert store.runs(SEGEARTH) == [(n, 0.5 * n) for n in range(4, KEPT_RUNS + 4)]  # the last ones
+    setups = [float(i) for i in range(KEPT_RUNS + 3) if i % 2]
+    assert store.setup_seconds(SEGEARTH) == float(np.median(setups[-KEPT_RUNS:]))
     other = SpeedKey("segearth-ov", "cpu", "bfloat16")
-    assert store.seconds_per_window(other) is None  # keys do not mix
+    assert store.runs(other) == []  # keys do not mix
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["speed.json"]  # no temporary left
 
 
@@ -60,10 +75,10 @@ def test_an_unreadable_store_loses_only_its_measurements(tmp_path):
     path = tmp_path / "speed.json"
     path.write_text("{not json")
     store = SpeedStore(path)
-    assert store.seconds_per_window(SEGEARTH) is None
-    store.add(SEGEARTH, 0.25)
-    assert store.seconds_per_window(SEGEARTH) == (0.25, 1)
-    assert json.loads(path.read_text()) == {SEGEARTH.text(): {"window": [0.25], "setup": []}}
+    assert store.runs(SEGEARTH) == []
+    store.add(SEGEARTH, 3, 0.75)
+    assert store.runs(SEGEARTH) == [(3, 0.75)]
+    assert json.loads(path.read_text()) == {SEGEARTH.text(): {"runs": [[3, 0.75]], "setup": []}}
 
 
 def test_a_measurement_wins_over_the_reference_and_the_reference_scales_with_matmul_speed(tmp_path):
@@ -78,14 +93,16 @@ def test_a_measurement_wins_over_the_reference_and_the_reference_scales_with_mat
     assert expected_run_time(SEGEARTH, 49, None, None) is None  # no speed known at all
 
     store = SpeedStore(tmp_path / "speed.json")
-    store.add(SEGEARTH, 0.5, setup_seconds=8.0)
-    store.add(SEGEARTH, 0.7)  # a run that found the model loaded: no setup sample
-    store.add(SEGEARTH, 0.6, setup_seconds=6.0)
-    measured = expected_run_time(SEGEARTH, 10, store, {"float32": reference.peak_gflops})
+    store.add(SEGEARTH, 1, 2.5, setup_seconds=8.0)  # one window: mostly the run's fixed cost
+    store.add(SEGEARTH, 9, 4.5)  # the model was loaded already: no setup sample
+    store.add(SEGEARTH, 49, 14.5, setup_seconds=6.0)
+    measured = expected_run_time(SEGEARTH, 100, store, {"float32": reference.peak_gflops})
+    overhead, per_window = fit_runs([(1, 2.5), (9, 4.5), (49, 14.5)])
     assert measured["basis"] == "measured" and measured["runs"] == 3
-    assert abs(measured["window_seconds"] - 10 * 0.6) < 1e-12  # median of 0.5, 0.7, 0.6
+    assert abs(measured["window_seconds"] - (overhead + 100 * per_window)) < 1e-9
+    assert abs(per_window - 0.25) < 1e-9 and abs(overhead - 2.25) < 1e-9  # the points lie on a line
     assert measured["setup_seconds"] == 7.0  # median of 8 and 6
-    assert expected_run_time(SEGEARTH, 10, store, None, model_loaded=True)["seconds"] == 10 * 0.6
+    assert expected_run_time(SEGEARTH, 100, store, None, model_loaded=True)["seconds"] == pytest.approx(27.25)
 
 
 def test_reseg_clip_reference_follows_the_sam_architecture():
@@ -118,10 +135,10 @@ def test_worker_estimate_states_the_time_and_a_finished_run_measures_it(tmp_path
     assert time["setup_seconds"] == reference.setup_seconds  # nothing loaded yet
 
     result = served.segment("s1", {**args, "classes": ["building", "road"], "out": str(tmp_path / "o.tif")})
-    per_window = window_seconds_of_run(result["record"])
+    windows, seconds = windows_of_run(result["record"])
     after = served.estimate(args)["time"]
     assert after["basis"] == "measured" and after["runs"] == 1
-    assert abs(after["seconds_per_window"] - round(per_window, 6)) < 1e-9
+    assert abs(after["seconds_per_window"] - round(seconds, 6) / windows) < 1e-9  # one run: the ratio
     # The worker holds the model now: the time is the windows' alone.
     assert after["setup_seconds"] == 0.0
     assert abs(after["seconds"] - first["crop_evaluations"] * after["seconds_per_window"]) < 1e-9

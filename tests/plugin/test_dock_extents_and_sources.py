@@ -225,3 +225,9 @@ def test_polygons_and_confidence_join_the_runs_group_styled(
     assert not nodes["confidence"].itemVisibilityChecked()  # on demand: it would hide the classes
     statistics = confidence.dataProvider().bandStatistics(1)
     assert 0.0 <= statistics.minimumValue <= statistics.maximumValue <= 1.0
+    # After the run the panel asks again: the engine holds the model and has measured its speed.
+    dock.last_estimate = None
+    wait_for(lambda: dock.last_estimate is not None, 60)
+    time = dock.last_estimate["time"]
+    assert time["basis"] == "measured" and time["setup_seconds"] == 0.0
+    assert "loading the model" not in dock.time_label.text()
