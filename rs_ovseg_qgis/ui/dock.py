@@ -475,6 +475,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.status_label.setText(message)
+        self.update_size_label()  # the engine holds the model now and has measured its speed
         if status == "ok":
             self.progress_bar.setValue(100)
             self.assess_section.offer_run(self.run.group, self.run.plan.parameters.get("OUTPUT"))
