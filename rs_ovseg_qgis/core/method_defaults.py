@@ -58,6 +58,14 @@ DEFAULTS: dict[str, MethodDefaults] = {
         0.1,
         "minimum score of the winning class (SAM 3's mask probability × presence, 0 to 1)",
     ),
+    "aeroseg": MethodDefaults(
+        "aeroseg",
+        1.0,
+        "the layer's own pixel size (segment at the resolution the model was trained at)",
+        "score",
+        0.0,
+        "minimum probability of the winning class (the trained model's sigmoid, 0 to 1)",
+    ),
 }
 
 

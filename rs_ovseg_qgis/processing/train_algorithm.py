@@ -28,6 +28,7 @@ from qgis.core import (
 from ..core import engine_service
 from ..core.capture import file_source_path
 from ..core.engine_client import EngineCancelledError, EngineError
+from ..core.trained_models import remember_model
 from .assess_algorithm import ENGINE_VECTOR_FORMATS, feedback_events
 
 TRAIN_ALGORITHM_ID = "train"
@@ -152,12 +153,19 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         except EngineError as error:
             message = str(error) if error.kind == "user" else f"the engine failed: {error}"
             raise QgsProcessingException(message) from error
+        self._trained = result.get("model", args["out"])
         validation = result.get("validation") or {}
         if validation.get("miou") is not None:
             feedback.pushInfo(
                 f"validation mIoU {validation['miou']:.3f} on {validation['pixels']} held-out pixels"
             )
         return {self.OUTPUT: result.get("model", args["out"]), self.MIOU: validation.get("miou")}
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API; main thread)
+        trained = getattr(self, "_trained", None)
+        if trained:
+            remember_model(trained)  # the dock's method choice and Processing now offer it
+        return {}
 
     def engine_args(self, parameters, context, feedback) -> dict:
         """The worker's ``train`` arguments; QgsProcessingException says what to change."""

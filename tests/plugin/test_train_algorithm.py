@@ -21,10 +21,12 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
     QgsRectangle,
+    QgsSettings,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QVariant
 
+from rs_ovseg_qgis.core.trained_models import SETTING_TRAINED_MODELS, trained_models
 from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.processing.train_algorithm import TrainAlgorithm, parse_classes
 
@@ -41,6 +43,13 @@ def provider(qgis_processing):
     registry.addProvider(provider)
     yield provider
     registry.removeProvider(provider)
+
+
+@pytest.fixture(autouse=True)
+def no_remembered_models():
+    QgsSettings().remove(SETTING_TRAINED_MODELS)
+    yield
+    QgsSettings().remove(SETTING_TRAINED_MODELS)
 
 
 @pytest.fixture
@@ -121,6 +130,9 @@ def test_train_then_segment_through_the_engine(provider, random_weight_engine, p
     described = json.loads(out.with_suffix(".aeroseg.json").read_text())
     assert described["classes"] == [["solar panel", "solar roof"], ["field"]]
     assert described["labelled_pixels"]["solar panel"]["training"] > 2000  # reprojected polygons landed
+    (listed,) = trained_models()  # offered by the dock's method choice from now on
+    assert listed.path == str(out.resolve())
+    assert listed.label == "AerOSeg — koeln, trained on solar panel, field"
     segmented = random_weight_engine.request(
         "segment",
         {"input": patch.source(), "method": "aeroseg", "model": str(out), "out": str(tmp_path / "map.tif")},
@@ -148,3 +160,4 @@ def test_labels_beside_the_imagery_are_refused_and_nothing_is_written(
     with pytest.raises(QgsProcessingException, match="no labelled pixel"):
         run(parameters)
     assert not out.exists() and not out.with_suffix(".aeroseg.json").exists()
+    assert trained_models() == []
