@@ -26,11 +26,12 @@ from engine.options.scale_arguments import add_scale_arguments
 log = logging.getLogger("engine.segment")
 
 
-def _method_defaults() -> str:
-    return "; ".join(
-        f"{s.name}: threshold {s.threshold.default:g} ({s.threshold.kind}), working GSD {s.gsd_rule}"
-        for s in SPECS.values()
-    )
+def _gsd_defaults() -> str:
+    return "; ".join(f"{s.name}: {s.gsd_rule}" for s in SPECS.values())
+
+
+def _threshold_defaults() -> str:
+    return "; ".join(f"{s.name}: {s.threshold.default:g}, {s.threshold.kind}" for s in SPECS.values())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,14 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gsd",
         type=float,
         metavar="METRES",
-        help="working resolution fed to the model (default: the method's; " + _method_defaults() + ")",
+        help="working resolution fed to the model (default: the method's; " + _gsd_defaults() + ")",
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument(
         "--threshold",
         type=float,
         help="pixels scoring below it stay unclassified (default: the vocabulary's value for the method, "
-        "else the method's; 0 = none)",
+        "else the method's: " + _threshold_defaults() + "; 0 = none)",
     )
     parser.add_argument(
         "--fidelity",
