@@ -45,6 +45,7 @@ from ..core import engine_service
 from ..core.capture import (
     CaptureError,
     capture_rendered,
+    file_source_path,
     metres_to_map_units,
     native_gsd_m,
 )
@@ -346,10 +347,12 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.reset_gsd()
 
     def reset_gsd(self) -> None:
-        """The default resolution: the reference behaviour for a layer, the screen's for the map."""
+        """The default resolution: the reference behaviour for a layer read from its file, the screen's
+        for the map and for layers rendered first (WMS, XYZ: their "pixel size" is no ground size)."""
         layer = self.layer_combo.currentLayer()
         gsd = None
-        if self.source_combo.currentIndex() == SOURCE_LAYER and isinstance(layer, QgsRasterLayer):
+        from_file = isinstance(layer, QgsRasterLayer) and file_source_path(layer) is not None
+        if self.source_combo.currentIndex() == SOURCE_LAYER and from_file:
             native = native_gsd_m(layer)
             gsd = native * self.method_defaults().gsd_factor if native else None
         elif self.iface is not None and self.iface.mapCanvas() is not None:
