@@ -231,3 +231,17 @@ def test_polygons_and_confidence_join_the_runs_group_styled(
     time = dock.last_estimate["time"]
     assert time["basis"] == "measured" and time["setup_seconds"] == 0.0
     assert "loading the model" not in dock.time_label.text()
+
+
+def test_a_web_layer_as_input_defaults_to_the_screens_resolution(dock, wms_server, qgis_iface):  # noqa: F811
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(UTM)
+    canvas.setExtent(MIDDLE)
+    layer = QgsRasterLayer(wms_uri(wms_server.port), "wms", "wms")
+    QgsProject.instance().addMapLayer(layer)
+    dock.layer_combo.setLayer(layer)
+    # A WMS layer has no ground pixel size of its own (QGIS reports 1 map unit): it is rendered at the
+    # resolution first, so the default is what the map shows now, as for "What the map shows".
+    screen_m = round(canvas.mapUnitsPerPixel(), 2)  # UTM: one map unit is a metre
+    assert dock.gsd_spin.value() == pytest.approx(screen_m)
+    assert layer.rasterUnitsPerPixelX() == 1.0 and screen_m != pytest.approx(round(1000 / 448, 2))
