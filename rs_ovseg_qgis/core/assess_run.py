@@ -24,7 +24,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..definitions import ASSESS_ALGORITHM_ID, PROVIDER_ID
-from .assessment import REPORT_PROPERTY, ReportError, read_report
+from .assessment import REPORT_PROPERTY, ReportError, percent, read_report, summarize
 from .outputs import unique_stem
 from .segment_run import _Feedback
 
@@ -93,11 +93,14 @@ class AssessRun(QObject):
         if not ok:
             self._finish("failed", message)
             return
-        self.feedback.progressChanged.connect(lambda value: self.progress.emit(value, self.feedback.text))
+        self.feedback.progressChanged.connect(self._feedback_progress)
         self.task = QgsProcessingAlgRunnerTask(algorithm, self.plan.parameters, self.context, self.feedback)
         self.task.setDescription("RS OVSeg: accuracy assessment")
         self.task.executed.connect(self._executed)
         QgsApplication.taskManager().addTask(self.task)
+
+    def _feedback_progress(self, value: float) -> None:  # queued to the main thread (a QObject slot)
+        self.progress.emit(value, self.feedback.text)
 
     def cancel(self) -> None:
         self.feedback.cancel()
@@ -129,7 +132,13 @@ class AssessRun(QObject):
             return
         self.table = table
         self._keep_with_run(table)
-        self._finish("ok", f"assessed: report {self.report_path.name}")
+        summary = summarize(self.report)
+        name = self.plan.map_layer.name() if self.plan.map_layer is not None else "the map"
+        self._finish(
+            "ok",
+            f"assessed {name}: overall accuracy {percent(summary.overall_accuracy)}, "
+            f"mIoU {percent(summary.miou)}",
+        )
 
     def _keep_with_run(self, table: QgsVectorLayer) -> None:
         node = run_node(self.project, self.plan.map_layer) if self.plan.map_layer is not None else None
@@ -145,4 +154,7 @@ class AssessRun(QObject):
 
     def _finish(self, status: str, message: str) -> None:
         self.status = status
+        # Layers Processing opened from file paths (a reference given as a file) live in the context's
+        # store; let them go now, not whenever Python collects this object (maybe after QGIS is gone).
+        self.context.temporaryLayerStore().removeAllMapLayers()
         self.finished.emit(status, message)

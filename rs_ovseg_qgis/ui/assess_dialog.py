@@ -26,6 +26,14 @@ class AssessDialog(QDialog):
         self.setWindowTitle("Assess against reference")
         self._file_layer: QgsMapLayer | None = None  # a reference opened from a file, not in the project
         layout = QVBoxLayout(self)
+        intro = QLabel(
+            "Compares a class raster with reference labels: a label raster (any grid or CRS, resampled "
+            "onto the map's) or polygons with a class field (pixels outside them are not assessed). "
+            "Classes match by name unless a mapping says otherwise.",
+            self,
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.map_combo = QgsMapLayerComboBox(self)

@@ -102,6 +102,10 @@ class AssessSection(QgsCollapsibleGroupBox):
         self.figure_label = FigureLabel(result)
         self.figure_label.hide()
         result_layout.addWidget(self.figure_label)
+        self.figure_hint = QLabel("Click the figure to see it large", result)
+        self.figure_hint.setStyleSheet("color: gray")
+        self.figure_hint.hide()
+        result_layout.addWidget(self.figure_hint)
         layout.addStretch(1)  # room the panel has to spare goes below the result, not between its lines
 
     # --- what the dock tells it --------------------------------------------------------------------
@@ -227,6 +231,7 @@ class AssessSection(QgsCollapsibleGroupBox):
         self.class_table.setFixedHeight(height)  # every class visible: the panel scrolls, not the table
         self.class_table.show()
         self.figure_label.show_figure(figure_path)
+        self.figure_hint.setVisible(not self.figure_label.isHidden())
 
 
 def compared_inputs(report: dict) -> str:

@@ -118,6 +118,11 @@ def test_after_a_run_the_dock_assesses_and_shows_the_figures(
     text = section.summary_label.text()
     assert f"Overall accuracy {percent(report['overall_accuracy'])}" in text
     assert f"mIoU {percent(report['miou'])}" in text
+    assert dock.last_message == (
+        f"assessed {classes.name()}: overall accuracy {percent(report['overall_accuracy'])}, "
+        f"mIoU {percent(report['miou'])}",
+        Qgis.Success,
+    )
     table = section.class_table
     shown = {table.item(row, 0).text(): table.item(row, 1).text() for row in range(table.rowCount())}
     assert shown == {name: percent(report["per_class"][name]["iou"]) for name in report["classes"]}
@@ -181,3 +186,32 @@ def test_the_dialog_asks_for_a_class_field_for_polygons(qgis_new_project, tmp_pa
     dialog.reference_file.setFilePath(str(tmp_path / "mapping.json"))  # not a layer at all
     assert "neither a raster nor polygons" in dialog.message_label.text()
     dialog.deleteLater()
+
+
+def test_an_assessment_shows_progress_and_can_be_cancelled(
+    dock,
+    random_weight_engine,  # noqa: F811 (the fixture, imported)
+    tmp_path,
+):
+    # Large enough (16 Mpx, about 1.5 s in the engine) that the cancel arrives mid-way.
+    labels = np.random.default_rng(2).integers(1, 4, (4000, 4000)).astype(np.uint8)
+    classes = QgsRasterLayer(str(write_class_raster(tmp_path / "map.tif", labels)), "map", "gdal")
+    project = QgsProject.instance()
+    project.addMapLayer(classes)
+    reference = write_label_raster(tmp_path / "truth.tif", labels)
+    layers_before = set(project.mapLayers())
+    section = dock.assess_section
+    section.start({"INPUT": classes, "REFERENCE_RASTER": str(reference)})
+    seen = []
+
+    def cancel_once_it_moves(percent: float, _text: str) -> None:
+        seen.append(percent)
+        section.cancel()
+
+    section.run.progress.connect(cancel_once_it_moves)
+    wait_for(lambda: section.run.status is not None)
+    assert seen and section.run.status == "cancelled", section.summary_label.text()
+    assert "cancelled" in section.summary_label.text()
+    assert set(project.mapLayers()) == layers_before
+    assert not list((tmp_path / "out").glob("*"))  # no report, figure or table
+    assert section.assess_button.isEnabled() and not section.cancel_button.isEnabled()
