@@ -13,6 +13,20 @@ ASSESS_ALGORITHM_ID = "assess"
 METHODS: list[tuple[str, str]] = [
     ("segearth-ov", "SegEarth-OV (fast, CLIP only)"),
     ("reseg-clip", "ReSeg-CLIP (CLIP + SAM masks, slower)"),
+    ("segearth-ov3", "SegEarth-OV3 (SAM 3, most accurate; needs a GPU)"),
+]
+# SegEarth-OV3's presets (the engine's --sam3-preset: each benchmark's window, instance confidence and
+# threshold from the reference configs); the first is the default. tests/plugin checks them against the
+# engine's engine/methods/segearth_ov3/settings.py.
+SAM3_PRESETS: list[tuple[str, str]] = [
+    ("openearthmap", "OpenEarthMap (512 px windows, threshold 0.1)"),
+    ("loveda", "LoveDA (1024 px, 0.5)"),
+    ("isaid", "iSAID (896 px, 0.5)"),
+    ("potsdam", "Potsdam (512 px, 0.1)"),
+    ("vaihingen", "Vaihingen (512 px, 0.1)"),
+    ("uavid", "UAVid (1008 px, 0.3)"),
+    ("udd5", "UDD5 (1008 px, 0.1)"),
+    ("vdd", "VDD (1008 px, 0.3)"),
 ]
 # "auto" lets the engine pick CUDA, then Apple's MPS, then the CPU.
 DEVICES: list[tuple[str, str]] = [

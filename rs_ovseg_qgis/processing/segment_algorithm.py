@@ -48,7 +48,7 @@ from ..core.polygons import polygonize
 from ..core.segment_request import SegmentJob
 from ..core.styling import save_default_style, style_class_layer, style_polygon_layer
 from ..core.vocabulary import Vocabulary, VocabularyError
-from ..definitions import DEVICES, METHODS, SEGMENT_ALGORITHM_ID
+from ..definitions import DEVICES, METHODS, SAM3_PRESETS, SEGMENT_ALGORITHM_ID
 
 DEFAULT_CLASSES = "building,roof,house\nroad\ntree,forest\nwater,river\ngrass"
 # Resolution used to render a non-file layer when RESOLUTION is 0 and the layer has no pixel size.
@@ -92,6 +92,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     ENGINE_OPTIONS = "ENGINE_OPTIONS"
     WARP = "WARP"
     FIDELITY = "FIDELITY"
+    SAM3_PRESET = "SAM3_PRESET"
 
     def __init__(self):
         super().__init__()
@@ -109,8 +110,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         return (
-            "Segments a raster layer into the classes you name, without training (SegEarth-OV or "
-            "ReSeg-CLIP), in the RS OVSeg engine's own process.\n\n"
+            "Segments a raster layer into the classes you name, without training (SegEarth-OV, "
+            "ReSeg-CLIP or SegEarth-OV3 with SAM 3), in the RS OVSeg engine's own process.\n\n"
+            "SegEarth-OV3 needs the SAM 3 weights (python -m engine models download sam3, a gated "
+            "download: request access at https://huggingface.co/facebook/sam3 first) and a GPU for "
+            "practical speed; SAM3_PRESET (advanced) picks a benchmark's reference settings.\n\n"
             "CLASSES: one class per line; commas add synonyms (building,roof,house).\n"
             "RESOLUTION: metres per pixel fed to the model; 0 = the method's default (SegEarth-OV: the "
             "layer's pixel size × 1000/448; ReSeg-CLIP: the layer's own).\n"
@@ -180,7 +184,13 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         fidelity = QgsProcessingParameterEnum(
             self.FIDELITY, "Fidelity", options=[label for _, label in FIDELITIES], defaultValue=0
         )
-        for parameter in (vocabulary, threshold, fidelity, engine_options, confidence):
+        sam3_preset = QgsProcessingParameterEnum(
+            self.SAM3_PRESET,
+            "SegEarth-OV3 preset (window, object confidence and threshold of a benchmark's reference setup)",
+            options=[label for _, label in SAM3_PRESETS],
+            defaultValue=0,
+        )
+        for parameter in (vocabulary, threshold, fidelity, sam3_preset, engine_options, confidence):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
         warp = QgsProcessingParameterBoolean(
@@ -271,18 +281,23 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         confidence = self.parameterAsOutputLayer(parameters, self.OUTPUT_CONFIDENCE, context) or None
         if polygons and Path(polygons).suffix.lower() != ".gpkg":
             raise QgsProcessingException("class polygons are written as a GeoPackage: give a .gpkg file name")
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
+        options = dict(self._engine_options)
+        if method == "segearth-ov3":  # the other methods refuse SAM 3's options
+            preset = SAM3_PRESETS[self.parameterAsEnum(parameters, self.SAM3_PRESET, context)][0]
+            options.setdefault("sam3_preset", preset)
         job = SegmentJob(
             capture=self._job_capture,
             vocabulary=vocabulary,
             out=Path(out),
-            method=METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0],
+            method=method,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
             confidence=Path(confidence) if confidence else None,
             warp=self.parameterAsBoolean(parameters, self.WARP, context),
             fidelity=FIDELITIES[self.parameterAsEnum(parameters, self.FIDELITY, context)][0],
             # Processing's destinations were confirmed by the user (its file dialog asks before replacing).
             overwrite=True,
-            options=self._engine_options,
+            options=options,
         )
 
         def on_event(event: dict) -> None:
