@@ -91,3 +91,25 @@ def _tooltip_role():
     from qgis.PyQt.QtCore import Qt
 
     return Qt.ItemDataRole.ToolTipRole
+
+
+def test_processing_leaves_the_resolution_to_the_method_when_it_is_0(qgis_new_project, tmp_path):
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    from rs_ovseg_qgis.processing.segment_algorithm import SegmentAlgorithm
+
+    path = write_geotiff(tmp_path / "half_metre.tif", np.zeros((3, 32, 32), np.uint8), pixel=0.5)
+    layer = QgsRasterLayer(str(path), "half metre", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    context.setProject(QgsProject.instance())
+    for resolution, sent in ((0.0, None), (2.0, 2.0)):
+        algorithm = SegmentAlgorithm().create()
+        parameters = {
+            "INPUT": layer,
+            "CLASSES": "road",
+            "RESOLUTION": resolution,
+            "OUTPUT": str(tmp_path / "o.tif"),
+        }
+        assert algorithm.prepareAlgorithm(parameters, context, feedback)
+        assert algorithm._job_capture.gsd == sent  # None: the engine applies the chosen method's rule
