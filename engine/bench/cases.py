@@ -58,6 +58,7 @@ RESEG_SCALING_EDGES = (2000, 4000)
 #: Mosaic edge of the per-km² comparison: 2 × 2 tiles = 1 km² = 896² working pixels, one full SAM window,
 #: so ReSeg-CLIP's SAM cost is that of a large raster rather than of a window cut short by the raster.
 PER_KM2_REPEATS = 2
+SCALE_MOSAIC = 4
 
 
 @dataclass
@@ -88,6 +89,8 @@ class BenchCase:
     warmup_raster: str | None = None
     #: seconds spent measuring the matmul peak before and after the timed runs (in the case's process)
     peak_seconds: float = 1.0
+    #: > 0: also run the case on a LocalCluster of this many workers (engine.bench.scale)
+    scale_workers: int = 0
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -192,6 +195,20 @@ def _device_cases(device: str, quick: bool) -> list[BenchCase]:
                 )
             )
     cases.extend(_segearth_ov3_cases(device, quick, tile, reduced))
+    # Local executor against 2 Dask workers on the 4 x 4 mosaic (same batch size: identical pixels);
+    # quick: small tiles, so that the tiny mosaic still makes several blocks.
+    small_tiles = {"tile_size": 64} if quick else {}
+    cases.append(
+        BenchCase(
+            prefix + "scale/mosaic4/local-vs-dask2",
+            device=device,
+            raster=f"mosaic:{SCALE_MOSAIC}",
+            base_edge=base_edge,
+            options={**seg_options, "batch_size": 8, "block_tiles": 2, **small_tiles},
+            repeats=1,
+            scale_workers=2,
+        )
+    )
     cases.extend(
         _scaling_pair(
             prefix + "scaling",

@@ -243,7 +243,13 @@ def run_case(
     timings.pop("model_load", None)
     if keep_labels is not None:
         shutil.copyfile(out, keep_labels)
+    scale = None
+    if case.scale_workers:  # the same options on a LocalCluster (engine.bench.scale)
+        from engine.bench.scale import run_scale_comparison
+
+        scale = run_scale_comparison(case, options, seconds, out, workdir)
     return {
+        "scale": scale,
         **sizes,
         "seconds": seconds,
         "first_run_seconds": first_seconds,

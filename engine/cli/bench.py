@@ -250,6 +250,7 @@ def _run_one(case: BenchCase, index: int, work: Path, tile: Path, peaks: dict, d
             "cuda_peak_allocated_bytes": (raw.get("peak_memory") or {}).get("cuda_allocated_bytes"),
             "peak_rss_per_run_bytes": raw.get("peak_rss_per_run_bytes"),
             "process_peak_rss_bytes": raw.get("process_peak_rss_bytes"),
+            "scale": raw.get("scale"),
         },
     )
     record["labels"] = str(labels) if labels.exists() else None
