@@ -114,7 +114,7 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MAPPING,
-                "Class mapping (JSON, optional)",
+                "Class mapping (JSON)",
                 extension="json",
                 optional=True,
             )
