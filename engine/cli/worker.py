@@ -247,10 +247,12 @@ class Worker:
                 result = self.train(key, args)
             elif command == "check_outputs":
                 result = check_outputs(args)
+            elif command == "download":
+                result = self.download(key, args)
             else:
                 raise UserError(
                     f"unknown command {brief(command)}: use segment, estimate, evaluate, train, "
-                    "check_outputs, info, cancel or shutdown"
+                    "check_outputs, download, info, cancel or shutdown"
                 )
             self.channel.send({"id": request_id, "event": "result", "result": result})
         except UserError as exc:
@@ -286,7 +288,47 @@ class Worker:
         request = options.segment_request(vocabulary)
         summary = estimate(request, spec.crop_size, spec.crop_stride, settings=settings, queries=queries)
         summary["time"] = estimate_time(args, summary["crop_evaluations"], self.warm_models)
+        if spec.name == "segearth-ov3":  # its weights are a gated download: say so before a run needs them
+            from engine.methods.registry import random_weights_requested
+            from engine.methods.segearth_ov3.weights import missing_weights
+
+            summary["missing_weights"] = missing_weights(
+                options.extra, random_weights_requested(options.random_weights)
+            )
         return summary
+
+    def download(self, key: str | None, args: dict) -> dict:
+        """``{"name": registry name, "token": hub token or absent}`` → the verified file in the cache, with
+        progress events; cancellable (the partial file stays for a resumed download)."""
+        from engine.models import registry
+        from engine.models.download import download
+        from engine.pipeline.progress import CancelToken
+
+        token = self.token_for(key) if key is not None else CancelToken()
+        entry = registry.get_entry(str(args.get("name") or ""))
+
+        def progress(event: dict) -> None:
+            token.check()
+            done, total = event.get("bytes_done"), event.get("bytes_total")
+            if event.get("stage") == "download" and total:
+                message = f"downloading {entry.name}: {done / 1e6:.0f} of {total / 1e6:.0f} MB"
+                self.channel.send(
+                    {
+                        "id": key,
+                        "event": "progress",
+                        "fraction": done / total,
+                        "stage": "download",
+                        "message": message,
+                    }
+                )
+
+        located = download(entry, progress=progress, token=args.get("token") or None)
+        return {
+            "name": entry.name,
+            "path": str(located.path),
+            "sha256": located.sha256,
+            "place": located.place,
+        }
 
     def segment(self, key: str | None, args: dict) -> dict:
         from engine.cli.segment import run_segment

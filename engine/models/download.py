@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import Cancelled, UserError
 from engine.models import cache
 from engine.models.registry import Source, WeightEntry
 
@@ -238,7 +238,7 @@ def download(
                 digest = _download_hub(entry, source, target, progress, token)
             else:
                 digest = _download_url(entry, source, target, progress)
-        except UserError:
+        except (UserError, Cancelled):
             raise
         except Exception as error:  # network errors come in many types (urllib, ssl, hub, OS)
             failures.append(f"{source.location}: {type(error).__name__}: {error}")

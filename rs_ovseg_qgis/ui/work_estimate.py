@@ -175,6 +175,7 @@ class WorkEstimate:
                 return  # the choices changed meanwhile; a newer estimate is on its way
             if job.result is not None:
                 self.last_estimate = job.result
+                self.sam3_row.show_missing(job.result.get("missing_weights") or [])
                 self.sam3_row.update((job.result.get("time") or {}).get("device"))
                 output = output_text(job.result) + estimate_warnings(job.result)
                 self._show_estimate(output, model_text(job.result), time_text(job.result))

@@ -5,6 +5,7 @@ instructions; the licence is shown before a download."""
 from __future__ import annotations
 
 import io
+import json
 import pickle
 
 import httpx
@@ -145,3 +146,50 @@ def test_download_states_the_licence_first(monkeypatch, capsys):
     assert main(["models", "download", "sam3", "--token", "hf_x"]) != 0
     err = capsys.readouterr().err
     assert err.index("licence SAM License") < err.index("downloads are disabled")
+
+
+def worker_replies(requests):
+    from engine.cli.worker import Channel, Worker
+
+    stream = io.StringIO()
+    worker = Worker(Channel(stream))
+    for request in requests:
+        worker.handle(request)
+    replies = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return {r["id"]: r for r in replies if r["event"] in ("result", "error")}
+
+
+def test_the_estimate_names_missing_weights_and_the_worker_downloads(tmp_path, monkeypatch):
+    raster = tmp_path / "in.tif"
+    from osgeo import gdal
+
+    dataset = gdal.GetDriverByName("GTiff").Create(str(raster), 64, 48, 3)
+    dataset.SetGeoTransform((500000.0, 1.0, 0.0, 5650000.0, 0.0, -1.0))
+    dataset = None
+    base = {"input": str(raster), "method": "segearth-ov3", "classes": ["road"]}
+    monkeypatch.setenv("RS_OVSEG_NO_DOWNLOAD", "1")
+    replies = worker_replies(
+        [
+            {"id": "e1", "command": "estimate", "args": base},
+            {"id": "e2", "command": "estimate", "args": {**base, "random_weights": True}},
+            {"id": "d1", "command": "download", "args": {"name": "sam3"}},
+        ]
+    )
+    missing = replies["e1"]["result"]["missing_weights"]
+    assert [m["name"] for m in missing] == ["sam3"] and missing[0]["gated"] is True
+    assert "SAM License" in missing[0]["licence"]
+    assert replies["e2"]["result"]["missing_weights"] == []
+    assert replies["d1"]["kind"] == "user" and "downloads are disabled" in replies["d1"]["message"]
+    # A file in an offline folder counts as present.
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    full_size_shell(offline / "sam3.pt")
+    monkeypatch.setenv("RS_OVSEG_OFFLINE_DIR", str(offline))
+    replies = worker_replies(
+        [
+            {"id": "e3", "command": "estimate", "args": base},
+            {"id": "d2", "command": "download", "args": {"name": "sam3"}},
+        ]
+    )
+    assert replies["e3"]["result"]["missing_weights"] == []
+    assert replies["d2"]["result"]["path"] == str(offline / "sam3.pt")

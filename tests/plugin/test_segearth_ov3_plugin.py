@@ -5,6 +5,8 @@ random-weight SAM 3)."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,49 @@ def test_processing_sends_the_preset_to_the_engine(provider, random_weight_engin
     assert sidecar["settings"]["threshold"] == 0.5 and sidecar["settings"]["working_gsd_m"] == 1.0
     layer = QgsRasterLayer(str(out), "classes", "gdal")
     assert layer.isValid() and (layer.width(), layer.height()) == (128, 96)
+
+
+@pytest.fixture
+def engine_without_weights(tmp_path):
+    """The shared worker restarted with an empty weights cache and downloads disabled."""
+    from rs_ovseg_qgis.core import engine_service
+
+    saved = {
+        k: os.environ.get(k) for k in ("RS_OVSEG_HOME", "RS_OVSEG_NO_DOWNLOAD", "RS_OVSEG_RANDOM_WEIGHTS")
+    }
+    os.environ.update({"RS_OVSEG_HOME": str(tmp_path / "home"), "RS_OVSEG_NO_DOWNLOAD": "1"})
+    os.environ.pop("RS_OVSEG_RANDOM_WEIGHTS", None)
+    engine_service.shutdown()
+    yield engine_service.shared_client()
+    engine_service.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+    assert condition()
+
+
+def test_missing_weights_are_offered_and_the_download_reports_back(dock, engine_without_weights, tmp_path):
+    path = write_geotiff(tmp_path / "in.tif", np.zeros((3, 64, 80), np.uint8), pixel=0.5)
+    args = {"input": str(path), "method": "segearth-ov3", "classes": ["road"]}
+    estimate = engine_without_weights.request("estimate", args)
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("segearth-ov3"))
+    row = dock.sam3_row
+    row.show_missing(estimate["missing_weights"])
+    assert not row.download_button.isHidden() and "SAM License" in row.weights_label.text()
+    assert "request access at https://huggingface.co/facebook/sam3" in row.licence_text(row.missing[0])
+    job = row.start_download("sam3")
+    wait_for(lambda: not job.is_running() and row.download_button.isEnabled())
+    assert "downloads are disabled" in row.weights_label.text()
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("segearth-ov"))
+    assert row.download_button.isHidden() and row.weights_label.isHidden()
