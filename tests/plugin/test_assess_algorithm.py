@@ -7,8 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fixtures_assess import (
+    EPSG,
     IGNORE,
     MAP_CLASSES,
+    ORIGIN,
+    PIXEL_M,
     RECTANGLES_FIELD,
     count_pairs,
     matrix_by_name,
@@ -21,14 +24,18 @@ from fixtures_assess import (
     write_polygons,
 )
 from fixtures_engine import random_weight_engine  # noqa: F401
+from osgeo import gdal
 from qgis.core import (
     QgsApplication,
+    QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsField,
     QgsGeometry,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProject,
+    QgsRectangle,
+    QgsReferencedRectangle,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QVariant
@@ -175,6 +182,51 @@ def test_a_label_raster_with_a_mapping_and_an_ignore_value(
     assert result["OVERALL_ACCURACY"] == pytest.approx(float((truth[:, 4:] == labels[:, 4:]).mean()))
     assert result["MIOU"] == pytest.approx(report["miou"])
     assert figure.stat().st_size > 0 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_extent_limits_the_assessment_and_a_reference_in_degrees_is_accepted(
+    provider,
+    random_weight_engine,  # noqa: F811 (the fixture, imported)
+    class_map,
+    tmp_path,
+):
+    path, labels = class_map
+    codes = np.array([0, *[REFERENCE_CODES[name] for name in MAP_CLASSES]])[labels]
+    utm = write_label_raster(tmp_path / "truth_utm.tif", codes)
+    degrees = tmp_path / "truth_wgs84.tif"
+    gdal.Warp(str(degrees), str(utm), dstSRS="EPSG:4326", resampleAlg="near")
+    mapping = write_mapping(tmp_path / "mapping.json", REFERENCE_CODES)
+    x0, y0 = ORIGIN
+    columns = 16  # the extent: the map's first 16 columns, every row
+    extent = QgsReferencedRectangle(
+        QgsRectangle(x0, y0 - SHAPE[0] * PIXEL_M, x0 + columns * PIXEL_M, y0),
+        QgsCoordinateReferenceSystem(f"EPSG:{EPSG}"),
+    )
+    clipped = run(
+        {
+            "INPUT": str(path),
+            "REFERENCE_RASTER": str(utm),
+            "MAPPING": str(mapping),
+            "EXTENT": extent,
+            "OUTPUT_REPORT": str(tmp_path / "clipped.json"),
+            "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+        }
+    )
+    report = read_report(clipped["OUTPUT_REPORT"])
+    assert matrix_by_name(report) == count_pairs(labels[:, :columns], labels[:, :columns], MAP_CLASSES)
+    # The same reference in degrees overlaps the UTM map: the plugin's check lets it through.
+    result = run(
+        {
+            "INPUT": str(path),
+            "REFERENCE_RASTER": str(degrees),
+            "MAPPING": str(mapping),
+            "OUTPUT_REPORT": str(tmp_path / "degrees.json"),
+            "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+        }
+    )
+    report = read_report(result["OUTPUT_REPORT"])
+    assert report["assessed_pixels"] > 0
+    assert_table_is_the_matrix(result["OUTPUT_TABLE"], report)
 
 
 def test_polygons_from_a_layer_that_is_not_a_file(
