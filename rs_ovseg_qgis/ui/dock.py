@@ -444,7 +444,9 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
                 layers, QgsRectangle(extent), extent.crs(), self.gsd_spin.value(), rendered
             )
             parameters["INPUT"] = capture.path
-            parameters["RESOLUTION"] = 0.0  # rendered at the chosen resolution already
+            # Rendered at the chosen resolution already: the same value keeps its pixels one to one
+            # (0 would ask for the method's default working resolution over them).
+            parameters["RESOLUTION"] = self.gsd_spin.value()
         return RunPlan(parameters, vocabulary, run_label(vocabulary.name, datetime.now()), above)
 
     def start_run(self) -> None:
