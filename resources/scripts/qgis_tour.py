@@ -207,7 +207,6 @@ def draw_rectangle() -> None:
 
 
 def release(viewport, end) -> None:
-    shoot("extent_rectangle_drawing.png")
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
     say(f"drawn extent: {dock().current_extent().toString(1)}")
     estimated(rectangle_shot)
@@ -308,7 +307,6 @@ def xyz() -> None:
 
 def xyz_run() -> None:
     say(f"map view: output {dock().size_label.text()!r}, time {dock().time_label.text()!r}")
-    shoot("xyz_map_view_before.png")
     run_and_wait(lambda: (shoot("xyz_map_view.png"), wms()))
 
 

@@ -4,8 +4,10 @@ tiles cut from the Köln tile with gdal2tiles; a WMS from QGIS Server) captured 
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,14 +123,22 @@ def test_what_the_map_shows_over_an_xyz_layer_is_segmented(
     tiny_vocabulary(dock)
     dock.source_combo.setCurrentIndex(SOURCE_MAP)
     dock.extent_widget.setOutputExtentFromUser(MIDDLE, UTM)
-    dock.gsd_spin.setValue(2.0)
+    dock.last_estimate = None
+    dock.gsd_spin.setValue(0.8)
+    wait_for(lambda: dock.last_estimate is not None, 60)
+    promised = dock.last_estimate
+    assert promised["working_size"] == [375, 375]  # 300 m at 0.8 m per pixel, as the panel says
     dock.run_button.click()
     wait_for(lambda: dock.run.status is not None)
     assert dock.run.status == "ok", dock.status_label.text()
     classes = QgsProject.instance().layerTreeRoot().children()[0].findLayers()[0].layer()
-    assert (classes.width(), classes.height()) == (150, 150)  # 300 m rendered at 2 m per pixel
+    assert (classes.width(), classes.height()) == (375, 375)  # rendered at 0.8 m per pixel
     assert classes.crs() == UTM
     assert classes.extent().toRectF().getCoords() == pytest.approx(MIDDLE.toRectF().getCoords())
+    # The run did what the panel promised: the model saw the rendered pixels one to one.
+    record = json.loads(Path(classes.source()).with_suffix(".json").read_text())
+    assert record["settings"]["working_size"] == promised["working_size"]
+    assert record["windows"]["crops_evaluated"] == promised["crop_evaluations"] > 1
 
 
 def test_a_rectangle_drawn_on_the_map_becomes_the_extent_and_is_outlined(dock, qgis_canvas, qgis_iface):  # noqa: F811
