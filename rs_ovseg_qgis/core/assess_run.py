@@ -25,7 +25,7 @@ from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..definitions import ASSESS_ALGORITHM_ID, PROVIDER_ID
 from .assessment import REPORT_PROPERTY, ReportError, percent, read_report, summarize
-from .outputs import unique_stem
+from .outputs import check_output_dir, unique_stem
 from .segment_run import _Feedback
 
 # Files one assessment writes beside each other, by role.
@@ -34,7 +34,7 @@ ASSESS_SUFFIXES = {"report": ".json", "figure": ".png", "table": "_confusion.gpk
 
 def plan_assess_files(directory: str | Path, map_path: str | Path) -> dict[str, Path]:
     """``<map stem>_assessment.json/.png`` and ``…_confusion.gpkg`` in ``directory``, none existing yet."""
-    directory = Path(directory)
+    directory = check_output_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = unique_stem(directory, f"{Path(map_path).stem}_assessment", list(ASSESS_SUFFIXES.values()))
     return {role: directory / f"{stem}{suffix}" for role, suffix in ASSESS_SUFFIXES.items()}

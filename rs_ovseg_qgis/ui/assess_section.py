@@ -167,6 +167,7 @@ class AssessSection(QgsCollapsibleGroupBox):
         self.progress_bar.setValue(0)
         self.progress_bar.show()
         self.setCollapsed(False)
+        self._clear_result()  # an earlier result must not stand beside this run's failure
         self.summary_label.setText("assessing…")
         self.run.start()
 
@@ -188,15 +189,22 @@ class AssessSection(QgsCollapsibleGroupBox):
             self.show_report(self.run.report, self.run.report_path, self.run.figure_path)
             self.show_message(message, Qgis.Success)
             return
-        self.summary_label.setText(message)
+        self.summary_label.setText(html.escape(message))
         self.show_message(message, Qgis.Info if status == "cancelled" else Qgis.Critical)
+
+    def _clear_result(self) -> None:
+        self.report, self.report_path = None, None
+        self.summary_label.clear()
+        self.class_table.hide()
+        self.figure_label.show_figure(None)
+        self.figure_hint.hide()
 
     # --- the result --------------------------------------------------------------------------------
     def show_report_file(self, path: Path) -> None:
         try:
             report = read_report(path)
         except ReportError as error:
-            self.summary_label.setText(str(error))
+            self.summary_label.setText(html.escape(str(error)))
             return
         figure = path.with_suffix(".png")
         self.show_report(report, path, figure if figure.is_file() else None)

@@ -114,7 +114,8 @@ def test_after_a_run_the_dock_assesses_and_shows_the_figures(
     assert not section.assess_button.isEnabled() and section.cancel_button.isEnabled()
     wait_for(lambda: section.run.status is not None)
     assert section.run.status == "ok", section.summary_label.text()
-    report = read_report(section.run.report_path)
+    report_path = section.run.report_path
+    report = read_report(report_path)
     text = section.summary_label.text()
     assert f"Overall accuracy {percent(report['overall_accuracy'])}" in text
     assert f"mIoU {percent(report['miou'])}" in text
@@ -139,6 +140,13 @@ def test_after_a_run_the_dock_assesses_and_shows_the_figures(
     section.summary_label.clear()
     section.offer_run(group, classes.source())
     assert f"mIoU {percent(report['miou'])}" in section.summary_label.text()
+    # A later assessment that fails does not leave the earlier figures beside its message.
+    far = write_label_raster(tmp_path / "far.tif", np.ones((8, 8)), origin=(ORIGIN[0] + 9e4, ORIGIN[1]))
+    section.start({"INPUT": classes, "REFERENCE_RASTER": str(far)})
+    wait_for(lambda: section.run.status is not None)
+    assert section.run.status == "failed" and "does not overlap" in section.summary_label.text()
+    assert section.class_table.isHidden() and section.figure_label.isHidden()
+    assert group.customProperty(REPORT_PROPERTY) == str(report_path)  # the kept report stays
 
 
 def test_a_reference_that_does_not_overlap_says_why_and_adds_nothing(
