@@ -15,8 +15,11 @@ that bound memory, and the per-crop parts run once per crop instead of once per 
 Text features are computed once per vocabulary (``TextFeatures``): the text encoder pads every prompt to
 its fixed context length, so a prompt's features do not depend on the others in its batch.
 
-This calls ``Sam3Image``'s stage methods (``_get_img_feats``, ``_run_encoder``, ``_run_decoder``,
-``_run_segmentation_heads``) of the pinned ``sam3`` version; tests compare the result with
+The segmentation head runs by its parts so that instance masks are made only for the objects whose
+score passes the instance confidence, the only ones the maps use (the head makes all 200 per pair).
+
+This calls ``Sam3Image``'s stage methods (``_get_img_feats``, ``_run_encoder``, ``_run_decoder``) and the
+segmentation head's modules of the pinned ``sam3`` version; tests compare the result with
 ``forward_grounding`` run one query at a time.
 """
 
@@ -48,14 +51,21 @@ class ImageState:
 
 @dataclass
 class GroundingOutput:
-    """Raw head outputs for N pairs: ``object_logits`` (N, O), ``presence_logits`` (N,), ``instance_masks``
-    (N, O, m, m) and ``semantic`` (N, 1, m, m) mask logits at the model's mask size m (before any
-    sigmoid)."""
+    """Head outputs for N pairs: ``object_logits`` (N, O) and ``presence_logits`` (N,) before any sigmoid,
+    ``semantic`` (N, 1, m, m) mask logits at the model's mask size m; per pair, ``kept_objects`` (k,) the
+    objects whose score passed the instance confidence and ``kept_masks`` (k, m, m) their mask logits
+    (both None when instances were not asked for)."""
 
     object_logits: torch.Tensor
     presence_logits: torch.Tensor
-    instance_masks: torch.Tensor
     semantic: torch.Tensor
+    kept_objects: list[torch.Tensor] | None = None
+    kept_masks: list[torch.Tensor] | None = None
+
+    def object_scores(self) -> torch.Tensor:
+        """(N, O) float32: sigmoid(object logit) × sigmoid(presence logit), the reference's object score."""
+        presence = self.presence_logits.float().sigmoid()
+        return self.object_logits.float().sigmoid() * presence[:, None]
 
 
 class BatchedGrounding:
@@ -78,10 +88,17 @@ class BatchedGrounding:
         return ImageState(backbone, geometry, mask, len(images))
 
     def ground(
-        self, state: ImageState, text: TextFeatures, crop_ids: torch.Tensor, query_ids: torch.Tensor
+        self,
+        state: ImageState,
+        text: TextFeatures,
+        crop_ids: torch.Tensor,
+        query_ids: torch.Tensor,
+        confidence: float | None = None,
     ) -> GroundingOutput:
         """Outputs for the pairs (crop_ids[n], query_ids[n]), as ``forward_grounding`` gives them for one
-        prompt on one image."""
+        prompt on one image. Instance masks are computed only for the objects whose score exceeds
+        ``confidence`` (the only ones the maps use; None: no instance masks at all): SAM 3's segmentation
+        head makes all 200 per pair, a 200 × 256 × 288² product and 66 MB per pair."""
         from sam3.model.data_misc import FindStage
 
         model = self.model
@@ -107,22 +124,37 @@ class BatchedGrounding:
             prompt_mask=prompt_mask,
             encoder_out=encoder_out,
         )
-        model._run_segmentation_heads(
-            out=out,
-            backbone_out=backbone,
-            img_ids=crop_ids,
-            vis_feat_sizes=encoder_out["vis_feat_sizes"],
-            encoder_hidden_states=out["encoder_hidden_states"],
-            prompt=prompt,
-            prompt_mask=prompt_mask,
-            hs=hs,
-        )
-        return GroundingOutput(
+        result = GroundingOutput(
             object_logits=out["pred_logits"][..., 0],
             presence_logits=out["presence_logit_dec"].reshape(-1),
-            instance_masks=out["pred_masks"],
-            semantic=out["semantic_seg"],
+            semantic=None,
         )
+        head = model.segmentation_head
+        if head.presence_head is not None or head.aux_masks or head.no_dec:
+            raise ValueError("this SAM 3 segmentation head differs from the published one")
+        # UniversalSegmentationHead.forward in eval, by its parts: the encoder states attend to the
+        # prompt, the pixel decoder runs on them, then the semantic and instance 1x1 heads.
+        states = out["encoder_hidden_states"]
+        if head.cross_attend_prompt is not None:
+            attended = head.cross_attend_prompt(
+                query=head.cross_attn_norm(states), key=prompt, value=prompt, key_padding_mask=prompt_mask
+            )[0]
+            states = attended + states
+        pixels = head._embed_pixels(
+            backbone_feats=backbone["backbone_fpn"], image_ids=crop_ids, encoder_hidden_states=states
+        )
+        result.semantic = head.semantic_seg_head(pixels)
+        if confidence is not None:
+            instance_embeds = head.instance_seg_head(pixels)  # (N, d, m, m)
+            keep = result.object_scores() > confidence
+            queries = hs[-1]  # the last decoder layer's object queries, (N, O, d)
+            result.kept_objects, result.kept_masks = [], []
+            for pair in range(len(keep)):
+                objects = keep[pair].nonzero()[:, 0]
+                embedded = head.mask_predictor.mask_embed(queries[pair, objects])
+                result.kept_objects.append(objects)
+                result.kept_masks.append(torch.einsum("qc,chw->qhw", embedded, instance_embeds[pair]))
+        return result
 
 
 def empty_prompt_features(geometry_encoder, image_tokens: torch.Tensor, image_pos: torch.Tensor):

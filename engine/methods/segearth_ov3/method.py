@@ -122,22 +122,21 @@ class SegEarthOV3:
             query_ids = torch.arange(q, device=self.device).repeat(b)
             for start in range(0, b * q, self.pairs_per_call):
                 pairs = slice(start, start + self.pairs_per_call)
-                heads = self.grounding.ground(state, self.text, crop_ids[pairs], query_ids[pairs])
+                heads = self._ground(state, self.text, crop_ids[pairs], query_ids[pairs])
                 maps = self._maps(heads, size)
                 out.view(b * q, *size)[pairs] = maps
                 del heads, maps
         return out
 
     def _maps(self, heads, size) -> torch.Tensor:
-        s = self.settings
         return pair_maps(
-            heads,
-            size,
-            confidence_threshold=s.confidence_threshold,
-            use_instances=s.use_instances,
-            use_semantic=s.use_semantic,
-            use_presence=s.use_presence,
+            heads, size, use_semantic=self.settings.use_semantic, use_presence=self.settings.use_presence
         )
+
+    def _ground(self, state, text, crop_ids, query_ids):
+        s = self.settings
+        confidence = s.confidence_threshold if s.use_instances else None
+        return self.grounding.ground(state, text, crop_ids, query_ids, confidence)
 
     def _per_query_loop(self, images: torch.Tensor, size, out: torch.Tensor) -> torch.Tensor:
         """The reference's order of work: per crop, its image state once, then each query alone (its
@@ -148,7 +147,7 @@ class SegEarthOV3:
                 state = self.grounding.encode_images(images[b : b + 1])
                 for q, query in enumerate(self.queries):
                     text = self.grounding.encode_text([query])
-                    out[b, q] = self._maps(self.grounding.ground(state, text, one, one), size)[0]
+                    out[b, q] = self._maps(self._ground(state, text, one, one), size)[0]
         return out
 
     def describe(self) -> dict:

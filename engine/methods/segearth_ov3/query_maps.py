@@ -26,23 +26,23 @@ def pair_maps(
     out: GroundingOutput,
     size: tuple[int, int],
     *,
-    confidence_threshold: float,
-    use_instances: bool = True,
     use_semantic: bool = True,
     use_presence: bool = True,
 ) -> torch.Tensor:
-    """(N, h, w) float32 maps for the N pairs of ``out`` at crop ``size`` (h, w)."""
+    """(N, h, w) float32 maps for the N pairs of ``out`` at crop ``size`` (h, w). The instance part comes
+    from ``out.kept_masks`` (the objects above the confidence threshold; none when not computed)."""
     n = out.object_logits.shape[0]
     presence = out.presence_logits.float().sigmoid()
     maps = torch.zeros((n, *size), dtype=torch.float32, device=out.object_logits.device)
-    if use_instances:
-        scores = out.object_logits.float().sigmoid() * presence[:, None]
-        keep = scores > confidence_threshold
-        for pair, objects in enumerate(keep.nonzero()[:, 1].split(keep.sum(1).tolist())):
-            for chunk in objects.split(INSTANCES_PER_RESIZE) if len(objects) else ():
-                masks = out.instance_masks[pair, chunk].float()[:, None]
-                masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False).sigmoid()
-                weighted = masks[:, 0] * scores[pair, chunk][:, None, None]
+    if out.kept_masks is not None:
+        scores = out.object_scores()
+        for pair, (objects, masks) in enumerate(zip(out.kept_objects, out.kept_masks)):
+            for start in range(0, len(objects), INSTANCES_PER_RESIZE):
+                chunk = slice(start, start + INSTANCES_PER_RESIZE)
+                resized = F.interpolate(
+                    masks[chunk].float()[:, None], size=size, mode="bilinear", align_corners=False
+                ).sigmoid()
+                weighted = resized[:, 0] * scores[pair, objects[chunk]][:, None, None]
                 maps[pair] = torch.maximum(maps[pair], weighted.amax(0))
     if use_semantic:
         semantic = F.interpolate(out.semantic.float(), size=size, mode="bilinear", align_corners=False)
