@@ -316,6 +316,26 @@ def test_classes_that_match_nothing_fail_with_the_reason_and_no_table(
     assert not (tmp_path / "matrix.gpkg").exists()
 
 
+def test_a_reference_that_is_all_ignored_says_so(
+    provider,
+    random_weight_engine,  # noqa: F811 (the fixture, imported)
+    class_map,
+    tmp_path,
+):
+    ignored = write_label_raster(tmp_path / "ignored.tif", np.full(SHAPE, IGNORE))
+    with pytest.raises(QgsProcessingException, match="every reference pixel has the ignored value"):
+        run(
+            {
+                "INPUT": str(class_map[0]),
+                "REFERENCE_RASTER": str(ignored),
+                "IGNORE": IGNORE,
+                "OUTPUT_REPORT": str(tmp_path / "report.json"),
+                "OUTPUT_TABLE": str(tmp_path / "matrix.gpkg"),
+            }
+        )
+    assert not (tmp_path / "matrix.gpkg").exists()
+
+
 def test_a_missing_field_names_the_fields_there_are(provider, class_map, tmp_path):
     polygons = write_polygons(tmp_path / "ref.gpkg", RECTANGLES, RECTANGLES_FIELD)
     with pytest.raises(QgsProcessingException, match=r'no field "class".*landcover'):
