@@ -180,7 +180,7 @@ def process_block(context: BlockContext, block: Block, sink: BlockSink) -> None:
                 done["tiles"] += 1
                 continue
             # Crops owned by tiles outside the block, evaluated in their owners' batches first.
-            foreign = _foreign_crops(c, schedule, whole, row, col, store, sam_window_px)
+            foreign = _foreign_crops(c, schedule, block, whole, row, col, store, sam_window_px)
             rows_read, cols_read = read_extent(plan, row, col, sam_window_px)
             image = padded_image(c.source, c.stretch, grid, working, rows_read, cols_read)
             timings["read"] += time.perf_counter() - tic
@@ -228,13 +228,18 @@ def read_extent(plan: TilePlan, row, col, sam_window_px) -> tuple[tuple[int, int
     )
 
 
-def _foreign_crops(c: BlockContext, schedule, whole, row, col, store, sam_window_px) -> dict:
-    """Logits of the crops tile ``whole`` needs whose owner is another tile (outside the block: in the
-    block it would have kept them), each evaluated with its owner's whole batch on the owner's image."""
+def _foreign_crops(c: BlockContext, schedule, block, whole, row, col, store, sam_window_px) -> dict:
+    """Logits of the crops tile ``whole`` needs whose owner lies outside ``block``, each evaluated with
+    its owner's whole batch on the owner's image. (A crop owned inside the block and no longer kept was
+    dropped by the kept-logits budgets: the tile evaluates it again, as the local run does.)"""
     foreign: dict = {}
     needed = tile_crops(row, col)
     for key in needed:
-        if key in foreign or store.get(key) is not None or schedule.owner(key) == whole:
+        if key in foreign or store.get(key) is not None:
+            continue
+        owner = schedule.owner(key)
+        inside = block.rows[0] <= owner[0] < block.rows[1] and block.cols[0] <= owner[1] < block.cols[1]
+        if owner == whole or inside:
             continue
         owner, batch = schedule.batch_of(key)
         foreign.update(zip(batch, _evaluate_batch(c, owner, batch, sam_window_px)))
