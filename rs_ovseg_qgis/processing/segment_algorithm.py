@@ -47,6 +47,7 @@ from ..core.output_files import args_sidecar, input_files, remove_engine_leftove
 from ..core.polygons import polygonize
 from ..core.segment_request import SegmentJob
 from ..core.styling import save_default_style, style_class_layer, style_polygon_layer
+from ..core.trained_models import trained_models
 from ..core.vocabulary import Vocabulary, VocabularyError
 from ..definitions import DEVICES, METHODS, SAM3_PRESETS, SEGMENT_ALGORITHM_ID
 
@@ -93,6 +94,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     WARP = "WARP"
     FIDELITY = "FIDELITY"
     SAM3_PRESET = "SAM3_PRESET"
+    AEROSEG_MODEL = "AEROSEG_MODEL"
 
     def __init__(self):
         super().__init__()
@@ -100,6 +102,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self._vocabulary: Vocabulary | None = None
         self._rendered_file: str | None = None
         self._engine_options: dict = {}
+        self._model_paths: list[str] = []  # the trained AerOSeg models offered, in their enum's order
 
     # --- identity --------------------------------------------------------------------------------
     def name(self) -> str:
@@ -128,6 +131,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             "templates, seed, batch_size, tile_size).\n"
             "WARP (advanced): a raster placed by ground control points or RPCs is written on a north-up "
             "grid (the GCPs' CRS; RPCs: the scene's UTM zone) instead of its own pixels with its GCPs/RPCs.\n"
+            "AEROSEG_MODEL: a model made by Train AerOSeg on labelled imagery; it replaces Method "
+            "(segment at the resolution it was trained at; any class names are allowed).\n"
             "Layers that are not files (WMS, XYZ) are rendered at RESOLUTION first."
         )
 
@@ -147,6 +152,16 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterEnum(
                 self.METHOD, "Method", options=[label for _, label in METHODS], defaultValue=0
+            )
+        )
+        models = trained_models()
+        self._model_paths = [model.path for model in models]
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.AEROSEG_MODEL,
+                "Trained AerOSeg model (replaces Method; made by Train AerOSeg on labelled imagery)",
+                options=["none", *(model.label for model in models)],
+                defaultValue=0,
             )
         )
         resolution = QgsProcessingParameterNumber(
@@ -283,6 +298,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("class polygons are written as a GeoPackage: give a .gpkg file name")
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
         options = dict(self._engine_options)
+        chosen = self.parameterAsEnum(parameters, self.AEROSEG_MODEL, context)
+        if 0 < chosen <= len(self._model_paths):
+            method, options["model"] = "aeroseg", self._model_paths[chosen - 1]
         if method == "segearth-ov3":  # the other methods refuse SAM 3's options
             preset = SAM3_PRESETS[self.parameterAsEnum(parameters, self.SAM3_PRESET, context)][0]
             options.setdefault("sam3_preset", preset)

@@ -19,7 +19,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProject,
-    QgsRasterLayer,
     QgsRectangle,
     QgsSettings,
     QgsVectorLayer,
@@ -28,6 +27,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from rs_ovseg_qgis.core.trained_models import SETTING_TRAINED_MODELS, trained_models
 from rs_ovseg_qgis.processing.provider import RsOvsegProvider
+from rs_ovseg_qgis.processing.segment_algorithm import SegmentAlgorithm
 from rs_ovseg_qgis.processing.train_algorithm import TrainAlgorithm, parse_classes
 
 pytestmark = needs_koeln
@@ -56,9 +56,7 @@ def no_remembered_models():
 def patch(tmp_path):
     path = tmp_path / "koeln_patch.vrt"
     gdal.Translate(str(path), str(KOELN), format="VRT", srcWin=list(PATCH))
-    layer = QgsRasterLayer(str(path), "patch")
-    assert layer.isValid()
-    return layer
+    return str(path)
 
 
 def polygons_in_wgs84(boxes=BOXES) -> QgsVectorLayer:
@@ -114,10 +112,11 @@ def test_exactly_one_kind_of_labels_and_a_class_are_asked_for(patch, tmp_path):
 
 def test_train_then_segment_through_the_engine(provider, random_weight_engine, patch, tmp_path):  # noqa: F811
     out = tmp_path / "koeln.safetensors"
+    labels = polygons_in_wgs84()
     result = run(
         {
             "INPUT": [patch],
-            "POLYGONS": polygons_in_wgs84(),
+            "POLYGONS": labels,
             "CLASS_FIELD": "kind",
             "CLASSES": "solar panel,solar roof\nfield",
             "STEPS": 3,
@@ -133,11 +132,49 @@ def test_train_then_segment_through_the_engine(provider, random_weight_engine, p
     (listed,) = trained_models()  # offered by the dock's method choice from now on
     assert listed.path == str(out.resolve())
     assert listed.label == "AerOSeg — koeln, trained on solar panel, field"
-    segmented = random_weight_engine.request(
-        "segment",
-        {"input": patch.source(), "method": "aeroseg", "model": str(out), "out": str(tmp_path / "map.tif")},
+
+
+def test_a_trained_model_is_offered_by_the_segment_algorithm(provider, random_weight_engine, patch, tmp_path):  # noqa: F811
+    import processing
+
+    from rs_ovseg_qgis.core.trained_models import remember_model
+
+    out = tmp_path / "koeln.safetensors"
+    args = {
+        "images": [patch],
+        "labels": str(tmp_path / "labels.tif"),
+        "classes": ["solar panel", "field"],
+        "out": str(out),
+        "architecture": "tiny",
+        "steps": 2,
+        "batch_size": 1,
+    }
+    labels = gdal.Translate(args["labels"], patch, bandList=[1], format="GTiff")
+    band = labels.GetRasterBand(1)
+    values = band.ReadAsArray() * 0
+    values[10:60, 10:60], values[80:120, 80:120] = 1, 2
+    band.WriteArray(values)
+    labels = band = None
+    random_weight_engine.request("train", args)
+    remember_model(out)
+    (listed,) = trained_models()
+    offered = SegmentAlgorithm()
+    offered.initAlgorithm()
+    assert offered.parameterDefinition("AEROSEG_MODEL").options() == ["none", listed.label]
+    segmented = processing.run(
+        "rs_ovseg:segment",
+        {
+            "INPUT": patch,
+            "CLASSES": "solar panel\nfield\nwater",
+            "AEROSEG_MODEL": 1,
+            "OUTPUT": str(tmp_path / "map.tif"),
+        },
     )
-    assert gdal.Open(segmented["out"]).RasterXSize == PATCH[2]
+    written = gdal.Open(segmented["OUTPUT"])
+    assert (written.RasterXSize, written.RasterYSize) == PATCH[2:]
+    written = None
+    record = json.loads((tmp_path / "map.json").read_text())
+    assert record["method"]["method"] == "aeroseg" and record["method"]["model"]["file"] == str(out.resolve())
 
 
 def test_labels_beside_the_imagery_are_refused_and_nothing_is_written(
