@@ -15,11 +15,12 @@ log = logging.getLogger(__name__)
 _LOADED: dict[tuple, tuple] = {}
 
 
-def load_sam3_cached(spec: str | None, config: str, *, random_weights: bool, seed: int):
-    """(model, architecture, info) for weights ``spec`` (registry name or file; None: the default)."""
+def load_sam3_cached(spec: str | None, config: str, *, random_weights: bool, seed: int, device: str = "cpu"):
+    """(model, architecture, info) for weights ``spec`` (registry name or file; None: the default).
+    Keyed by device too: SAM 3's position-encoding caches stay on the device of their first forward."""
     from engine.methods.segearth_ov3.architecture import architecture, build_image_model
 
-    key = (spec, config, random_weights, seed)
+    key = (spec, config, random_weights, seed, str(device))
     if key not in _LOADED:
         _LOADED.clear()
         arch = architecture(config)
@@ -66,6 +67,7 @@ def create_segearth_ov3(options, models):
         extra.get("sam3_config") or "full",
         random_weights=options.random_weights,
         seed=options.seed,
+        device=options.device,
     )
     if options.device == "cpu" and arch.vit_depth >= 32:
         log.warning(
