@@ -90,7 +90,13 @@ class PartsFolder:
         return json.loads(self.path(block, "record").read_text(encoding="utf-8"))
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        # Tried again: a worker still finishing a cancelled block may add a file while the tree is
+        # removed; once the folder is gone no worker creates it again (part writers never make folders).
+        for _ in range(5):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if not self.folder.exists():
+                return
+            time.sleep(0.1)
 
 
 class _PartWriter:

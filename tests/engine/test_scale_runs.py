@@ -162,3 +162,25 @@ def test_a_block_that_keeps_failing_is_named(scene, cluster, tmp_path):
         dask_run(scene, out, cluster, progress=block_the_last_part, retries=1)
     assert "failed after 2 tries" in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no parts left
+
+
+def test_cancelling_a_dask_run_leaves_nothing(scene, cluster, tmp_path):
+    from engine.errors import Cancelled
+    from engine.pipeline.progress import CancelToken
+
+    cancel = CancelToken()
+
+    def cancel_after_a_block(event: ProgressEvent) -> None:
+        if event.message.startswith("block"):
+            cancel.cancel()
+
+    options = {
+        **OPTIONS,
+        "input": scene["input"],
+        "out": str(tmp_path / "cancelled.tif"),
+        "executor": "dask",
+        "scheduler": cluster.scheduler_address,
+    }
+    with pytest.raises(Cancelled):
+        run_segment(options, progress=cancel_after_a_block, cancel=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
