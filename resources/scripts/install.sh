@@ -8,7 +8,8 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 venv="$root/.venv"
 debian_python=/usr/bin/python3
-debian_packages=(python3-qgis python3-gdal python3-venv xvfb xauth)
+# gdal-bin (gdal2tiles) and qgis-server-wms: the plugin tests serve XYZ tiles and a WMS on 127.0.0.1.
+debian_packages=(python3-qgis python3-gdal python3-venv xvfb xauth gdal-bin qgis-server-wms)
 [ "${RS_OVSEG_WITH_DESKTOP:-0}" = 1 ] && debian_packages+=(qgis imagemagick)
 
 missing=()
