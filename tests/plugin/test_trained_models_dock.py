@@ -1,0 +1,71 @@
+"""Trained AerOSeg models in the dock's method choice: listed as "AerOSeg — NAME, trained on …" once
+trained, chosen like a method (its defaults shown), and sent to rs_ovseg:segment as AEROSEG_MODEL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fixtures_engine import KOELN, needs_koeln, random_weight_engine  # noqa: F401
+from osgeo import gdal
+from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
+
+from rs_ovseg_qgis.core.trained_models import SETTING_TRAINED_MODELS, remember_model
+from rs_ovseg_qgis.ui.dock import RsOvsegDock
+from rs_ovseg_qgis.ui.trained_method_items import MODEL_ROLE
+
+pytestmark = needs_koeln
+
+
+@pytest.fixture
+def dock(qgis_iface, qgis_new_project, tmp_path):
+    QgsSettings().remove(SETTING_TRAINED_MODELS)
+    widget = RsOvsegDock(qgis_iface.mainWindow(), qgis_iface)
+    widget.output_widget.setFilePath(str(tmp_path / "out"))
+    yield widget
+    widget.shutdown()
+    widget.deleteLater()
+    QgsSettings().remove(SETTING_TRAINED_MODELS)
+
+
+def train_tiny(engine, folder) -> str:
+    patch = folder / "patch.vrt"
+    gdal.Translate(str(patch), str(KOELN), format="VRT", srcWin=[460, 540, 128, 128])
+    labels = np.zeros((128, 128), dtype=np.uint8)
+    labels[10:60, 10:60], labels[80:120, 80:120] = 1, 2
+    raster = gdal.Translate(str(folder / "labels.tif"), str(patch), bandList=[1], format="GTiff")
+    raster.GetRasterBand(1).WriteArray(labels)
+    raster = None
+    out = folder / "roofs.safetensors"
+    engine.request(
+        "train",
+        {
+            "images": [str(patch)],
+            "labels": str(folder / "labels.tif"),
+            "classes": ["solar panel", "field"],
+            "out": str(out),
+            "architecture": "tiny",
+            "steps": 2,
+            "batch_size": 1,
+        },
+    )
+    return str(patch), str(out)
+
+
+def test_a_trained_model_becomes_a_method_choice(dock, random_weight_engine, tmp_path):  # noqa: F811
+    fixed = dock.method_combo.count()
+    patch, model = train_tiny(random_weight_engine, tmp_path)
+    assert dock.method_combo.count() == fixed  # not remembered yet: only Processing's train does that
+    remember_model(model)
+    assert dock.method_combo.count() == fixed + 1
+    index = dock.method_combo.findData(str(tmp_path.resolve() / "roofs.safetensors"), MODEL_ROLE)
+    assert dock.method_combo.itemText(index) == "AerOSeg — roofs, trained on solar panel, field"
+    layer = QgsRasterLayer(patch, "patch", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    dock.layer_combo.setLayer(layer)
+    dock.method_combo.setCurrentIndex(index)
+    assert dock.method_defaults().name == "aeroseg"
+    assert dock.gsd_spin.value() == pytest.approx(0.5)  # native: AerOSeg segments at the training GSD
+    parameters = dock.build_plan().parameters
+    assert parameters["AEROSEG_MODEL"] == 1 and parameters["METHOD"] == 0
+    remember_model(model)  # listed again (refreshed): the choice stays on the model
+    assert dock.method_combo.currentData(MODEL_ROLE) == str(tmp_path.resolve() / "roofs.safetensors")
