@@ -262,3 +262,22 @@ def test_a_web_layer_as_input_defaults_to_the_screens_resolution(dock, wms_serve
     screen_m = round(canvas.mapUnitsPerPixel(), 2)  # UTM: one map unit is a metre
     assert dock.gsd_spin.value() == pytest.approx(screen_m)
     assert layer.rasterUnitsPerPixelX() == 1.0 and screen_m != pytest.approx(round(1000 / 448, 2))
+
+
+def test_the_outline_is_drawn_in_the_maps_crs(qgis_canvas):
+    from qgis.core import QgsCoordinateTransform, QgsReferencedRectangle
+
+    from rs_ovseg_qgis.ui.extent_outline import ExtentOutline
+
+    mercator = QgsCoordinateReferenceSystem("EPSG:3857")
+    qgis_canvas.setDestinationCrs(mercator)
+    outline = ExtentOutline(qgis_canvas)
+    try:
+        outline.show(QgsReferencedRectangle(MIDDLE, UTM))
+        drawn = outline.band.asGeometry().boundingBox()
+        expected = QgsCoordinateTransform(UTM, mercator, QgsProject.instance()).transformBoundingBox(MIDDLE)
+        assert drawn.toRectF().getCoords() == pytest.approx(expected.toRectF().getCoords(), abs=0.5)
+        outline.show(None)
+        assert outline.band.asGeometry().isEmpty()
+    finally:
+        outline.remove()
