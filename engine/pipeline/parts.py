@@ -62,6 +62,10 @@ class PartsFolder:
                 earlier = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 earlier = None
+            if earlier != parts.fingerprint and not any(parts.folder.glob("block-*.json")):
+                # No finished block: nothing to lose, the folder starts over for this run.
+                _atomic_write_text(manifest, json.dumps(parts.fingerprint, indent=1, sort_keys=True))
+                return parts
             if earlier != parts.fingerprint:
                 changed = sorted(
                     k
