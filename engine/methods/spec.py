@@ -77,6 +77,9 @@ class MethodSpec:
     #: the classes (``--class`` arguments) a request without any gets from its own method options, e.g.
     #: a trained model's classes (AerOSeg); None: a request must name its classes.
     default_classes: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+    #: the working resolution (metres per pixel) implied by the request's method options when the request
+    #: sets none, e.g. the GSD a trained model learnt at (AerOSeg); None: ``gsd_factor`` applies.
+    gsd_from_extra: Callable[[Mapping[str, Any]], float | None] | None = None
 
     def extra_option(self, name: str) -> ExtraOption | None:
         return next((option for option in self.extra if option.name == name), None)

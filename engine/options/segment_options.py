@@ -164,6 +164,13 @@ class SegmentOptions:
             return float(by_method[self.method])
         return self.spec.threshold.default
 
+    def gsd_for(self, spec: MethodSpec) -> float | None:
+        """The request's working GSD, else the one its method options imply (a trained model's), else
+        None (the method's ``gsd_factor`` rule)."""
+        if self.gsd is not None or spec.gsd_from_extra is None:
+            return self.gsd
+        return spec.gsd_from_extra(self.extra)
+
     def segment_request(self, vocabulary=None):
         """The pipeline's SegmentRequest (what to read and write, at which working resolution)."""
         from engine.pipeline.segment import SegmentRequest
@@ -177,7 +184,7 @@ class SegmentOptions:
             bands=self.bands,
             bbox=self.bbox,
             bbox_crs=self.bbox_crs,
-            gsd=self.gsd,
+            gsd=self.gsd_for(spec),
             gsd_factor=spec.gsd_factor,
             fit_edge=spec.reference.get("fit_edge") if self.reference else None,
             threshold=self.threshold_for(vocabulary),

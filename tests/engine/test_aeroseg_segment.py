@@ -114,3 +114,43 @@ def test_a_model_that_does_not_fit_its_architecture_is_refused(trained, tmp_path
 def test_segment_without_a_model_says_what_to_do(tmp_path):
     with pytest.raises(UserError, match="needs --model"):
         run_segment({"input": str(KOELN), "method": "aeroseg", "out": str(tmp_path / "map.tif")})
+
+
+def test_segment_defaults_to_the_gsd_the_model_learnt_at(trained, tmp_path):
+    """The fixture's model learnt at the patch's native 0.5 m; one trained at --gsd 1 segments at 1 m."""
+    _, metadata = read_tensors(trained)
+    assert metadata["training_gsd"] == pytest.approx(0.5)
+    coarse = tmp_path / "coarse.safetensors"
+    status = main(
+        [
+            "train",
+            "--images", patch_vrt(tmp_path),
+            "--labels", write_polygons(tmp_path / "labels.gpkg"),
+            "--label-field", "class",
+            "--classes", "solar panel", "field",
+            "--gsd", "1.0",
+            "--out", str(coarse),
+            "--architecture", "tiny",
+            "--random-weights",
+            "--steps", "1",
+            "--batch-size", "1",
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    area = tmp_path / "area.tif"
+    gdal.Translate(str(area), str(KOELN), srcWin=[400, 480, 300, 300])
+    run_segment(
+        {"input": str(area), "method": "aeroseg", "model": str(coarse), "out": str(tmp_path / "m.tif")}
+    )
+    assert json.loads((tmp_path / "m.json").read_text())["settings"]["working_gsd_m"] == pytest.approx(1.0)
+    run_segment(
+        {
+            "input": str(area),
+            "method": "aeroseg",
+            "model": str(coarse),
+            "gsd": 0.5,
+            "out": str(tmp_path / "n.tif"),
+        }
+    )
+    assert json.loads((tmp_path / "n.json").read_text())["settings"]["working_gsd_m"] == pytest.approx(0.5)

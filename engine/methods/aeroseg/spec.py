@@ -37,6 +37,14 @@ def trained_classes(extra: Mapping[str, Any]) -> tuple[str, ...]:
     return classes + tuple(metadata.get("unseen", []))
 
 
+def trained_gsd(extra: Mapping[str, Any]) -> float | None:
+    """The metres per pixel the model was trained at: segmenting defaults to it (None: unknown)."""
+    if not extra.get("model"):
+        return None
+    value = model_metadata(extra["model"]).get("training_gsd")
+    return float(value) if value else None
+
+
 def parse_model(value) -> str:
     path = Path(str(value)).expanduser()
     if path.suffix.lower() != ".safetensors":
@@ -51,7 +59,7 @@ AEROSEG = MethodSpec(
     crop_size=384,
     crop_stride=256,
     gsd_factor=1.0,
-    gsd_rule="native GSD (train and segment at the same --gsd)",
+    gsd_rule="the GSD the model was trained at (recorded in the model), else native",
     threshold=ThresholdRule(
         "score",
         0.0,
@@ -76,4 +84,5 @@ AEROSEG = MethodSpec(
         ),
     ),
     default_classes=trained_classes,
+    gsd_from_extra=trained_gsd,
 )

@@ -220,6 +220,7 @@ def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToke
         "settings": settings.to_json(),
         "crop": crop,
         "gsd": request.gsd,
+        "training_gsd": request.gsd or _native_gsd(images[0]),
         "base": base,
         "data": [image.fingerprint for image in images],
         "labels": {"source": str(Path(request.labels).resolve()), "field": request.label_field, **report},
@@ -236,6 +237,14 @@ def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToke
     checkpoint.unlink(missing_ok=True)
     progress(ProgressEvent(1.0, "done", f"trained {out.name}"))
     return metadata
+
+
+def _native_gsd(image) -> float:
+    """The imagery's pixel size in metres (the finer axis), as the model learnt it."""
+    from engine.raster.grid import native_gsd
+
+    height, width = image.labels.shape
+    return float(min(native_gsd(image.geotransform, image.projection, width, height)))
 
 
 def _validate(model, images, held_out, names, queries, query_class, crop, device):
