@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from qgis.core import QgsProject, QgsRasterLayer
@@ -12,6 +13,7 @@ from qgis.utils import iface, plugins
 OUT = os.environ["RS_OVSEG_SCREENSHOT"]
 
 
+ESTIMATE_WAIT_S = 60
 DEMO = Path(os.environ.get("RS_OVSEG_DEMO_RASTER", "/nonexistent"))
 
 
@@ -30,7 +32,15 @@ def show_panel():
     dock.show()
     dock.raise_()
     window.resizeDocks([dock], [430], Qt.Orientation.Horizontal)
-    QTimer.singleShot(3000, take_screenshot)
+    wait_for_estimate(dock, time.monotonic() + ESTIMATE_WAIT_S)
+
+
+def wait_for_estimate(dock, give_up: float) -> None:
+    """The screenshot once the panel shows the engine's estimate (or after ESTIMATE_WAIT_S)."""
+    if dock.last_estimate is not None or time.monotonic() > give_up:
+        QTimer.singleShot(1000, take_screenshot)
+    else:
+        QTimer.singleShot(200, lambda: wait_for_estimate(dock, give_up))
 
 
 def take_screenshot():
