@@ -184,3 +184,35 @@ def test_cancelling_a_dask_run_leaves_nothing(scene, cluster, tmp_path):
     with pytest.raises(Cancelled):
         run_segment(options, progress=cancel_after_a_block, cancel=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_plugins_worker_runs_a_cluster_run_unchanged(scene, tmp_path):
+    """The JSON-lines worker (what QGIS talks to) serves a Dask run: progress per block, clean stdout."""
+    from test_worker import WorkerProcess
+
+    worker = WorkerProcess()
+    try:
+        args = {
+            **OPTIONS,
+            "input": scene["input"],
+            "out": str(tmp_path / "w.tif"),
+            "confidence": str(tmp_path / "w_conf.tif"),
+            "executor": "dask",
+            "scheduler": "local:2",
+        }
+        worker.send(
+            {"id": "d1", "command": "segment", "args": {k: v for k, v in args.items() if v is not None}}
+        )
+        final, events = worker.until_final("d1", timeout=240)
+        assert final["event"] == "result", final
+        messages = [e["message"] for e in events if e["event"] == "progress"]
+        assert "block 12/12 done" in messages and messages[-1].startswith("wrote")
+        assert any("dashboard" in m for m in messages)
+        worker.send({"command": "shutdown"})
+        worker.process.wait(timeout=60)
+    finally:
+        if worker.process.poll() is None:
+            worker.process.kill()
+    assert all(json.loads(line) for line in worker.raw)  # nothing but JSON on stdout
+    np.testing.assert_array_equal(pixels(tmp_path / "w.tif"), pixels(scene["out"]))
+    np.testing.assert_array_equal(pixels(tmp_path / "w_conf.tif"), pixels(scene["confidence"]))
