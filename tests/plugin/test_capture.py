@@ -108,8 +108,9 @@ def test_estimate_requests_carry_the_plan_options_and_the_vocabulary_when_usable
     from rs_ovseg_qgis.core.estimate import estimate_args
 
     capture = CaptureResult("/data/in.tif", (1.0, 2.0, 3.0, 4.0), "EPSG:25832", 0.5, rendered=False)
-    options = {"batch_size": 4, "clip": "ViT-B-16"}  # only what changes the plan travels
-    args = estimate_args(capture, options, ["building,roof", "water"])
+    # Only what changes the plan or a window's speed travels (the CLIP model does; templates do not).
+    options = {"batch_size": 4, "clip": "ViT-B-16", "templates": "remote-sensing"}
+    args = estimate_args(capture, options, ["building,roof", "water"], method="segearth-ov", device="cpu")
     assert args == {
         "input": "/data/in.tif",
         "classes": ["building,roof", "water"],
@@ -117,5 +118,8 @@ def test_estimate_requests_carry_the_plan_options_and_the_vocabulary_when_usable
         "bbox_crs": "EPSG:25832",
         "gsd": 0.5,
         "batch_size": 4,
+        "clip": "ViT-B-16",
+        "method": "segearth-ov",
+        "device": "cpu",
     }
     assert "classes" not in estimate_args(capture, options, None)
