@@ -306,12 +306,26 @@ _CONVERT = {
     "overwrite": _flag,
     "warp": _flag,
     "resume": _flag,
-    "retries": _number(int),
-    "block_tiles": _number(int),
+    "retries": lambda value, name: _at_least(value, name, 0),
+    "block_tiles": lambda value, name: _at_least(value, name, 1),
     "output_format": lambda value, name: _output_format(value),
-    "executor": _text,
+    "executor": lambda value, name: _choice(value, name, ("local", "dask")),
     "scheduler": _text,
 }
+
+
+def _at_least(value, name, low: int) -> int:
+    number = _number(int)(value, name)
+    if number < low:
+        raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    return number
+
+
+def _choice(value, name, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+    return text
 
 
 def _output_format(value):

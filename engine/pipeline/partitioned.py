@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from engine import __version__
 from engine.pipeline.blocks import Block, BlockContext, context_for, plan_blocks
 from engine.pipeline.crop_logits import count_crop_evaluations
-from engine.pipeline.parts import PartsFolder, assemble, write_block_part
+from engine.pipeline.parts import PartsFolder, assemble, parts_folder_for, write_block_part
 from engine.pipeline.progress import CancelToken, ProgressEvent, ignore_progress
 from engine.pipeline.scoring import threshold_kind
 from engine.raster.finish import finish_raster
@@ -192,8 +192,6 @@ def segment_in_parts(
     stretch = compute_stretch(prepared.source, prepared.grid.window)
     timings = {"statistics": time.perf_counter() - tic}
     block_tiles = options.block_tiles or DEFAULT_BLOCK_TILES
-    from engine.pipeline.parts import parts_folder_for
-
     job = make_job(options, vocabulary, prepared, stretch, block_tiles, parts_folder_for(out_path))
     parts = PartsFolder.open(out_path, job.fingerprint, options.resume)  # before any model loads
     files = AtomicFiles()

@@ -30,3 +30,19 @@ def test_parts_are_reused_only_by_the_same_run(tmp_path):
         PartsFolder.open(out, {"options": {"gsd": 2}, "tiles": [2, 2]}, resume=False)
     taken.remove()
     assert not taken.folder.exists()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"executor": "spark"}, "--executor must be one of local, dask"),
+        ({"block_tiles": 0}, "--block-tiles must be at least 1"),
+        ({"retries": -1}, "--retries must be at least 0"),
+        ({"output_format": "png"}, "--format must be one of gtiff, cog"),
+    ],
+)
+def test_scale_options_are_checked(bad, message):
+    from engine.options import SegmentOptions
+
+    with pytest.raises(UserError, match=message):
+        SegmentOptions.from_mapping({"input": "in.tif", **bad})
