@@ -58,8 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--unseen", nargs="*", default=[], metavar="CLASS", help="class names not trained")
     data.add_argument("--gsd", type=float, metavar="METRES", help="resample the imagery to this GSD first")
-    data.add_argument("--dataset", choices=("isaid", "dlrsd", "openearthmap"), help="benchmark protocol")
-    data.add_argument("--root", metavar="DIR", help="the benchmark dataset's folder")
+    data.add_argument(
+        "--dataset", metavar="NAME", help="a benchmark's train split instead of --images/--labels/--classes"
+    )
+    data.add_argument("--root", metavar="DIR", help="the benchmark dataset's folder (with --dataset)")
     model = parser.add_argument_group("model")
     model.add_argument(
         "--out", metavar="MODEL.safetensors", help="the trained model (MODEL.aeroseg.json beside it)"
@@ -105,21 +107,25 @@ def training_request(raw: Mapping[str, Any]):
     from engine.methods.registry import random_weights_requested
     from engine.runtime.device import resolve_device
 
-    if raw.get("dataset"):
-        raise UserError(
-            f"--dataset {raw['dataset']}: the benchmark protocols are not implemented yet; train on a "
-            "dataset's images with --images and --labels"
-        )
     known = {f.name for f in fields(TrainingSettings)}
     settings = TrainingSettings(**{k: raw[k] for k in SETTING_KEYS if k in known and raw.get(k) is not None})
-    for key in ("images", "labels", "classes", "out"):
+    dataset = raw.get("dataset")
+    for key in ("out",) if dataset else ("images", "labels", "classes", "out"):
         if not raw.get(key):
             raise UserError(f"--{key} is required")
-    images = [raw["images"]] if isinstance(raw["images"], str) else list(raw["images"])
+    if dataset and (raw.get("images") or raw.get("labels") or raw.get("classes")):
+        raise UserError(
+            "--dataset takes its images, labels and classes from the protocol: "
+            "drop --images, --labels and --classes"
+        )
+    images = raw.get("images") or []
+    images = [images] if isinstance(images, str) else list(images)
     return TrainingRequest(
         images=[str(p) for p in images],
-        labels=str(raw["labels"]),
-        classes=_classes(raw["classes"]),
+        labels=str(raw.get("labels") or ""),
+        classes=_classes(raw.get("classes")),
+        dataset=str(dataset) if dataset else None,
+        root=str(raw["root"]) if raw.get("root") else None,
         out=str(raw["out"]),
         label_field=raw.get("label_field"),
         unseen=[str(u) for u in raw.get("unseen") or []],

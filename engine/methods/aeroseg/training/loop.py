@@ -52,6 +52,8 @@ class TrainingRequest:
     device: str = "cpu"
     resume: bool = False
     random_weights: bool = False
+    dataset: str | None = None  # a benchmark protocol's train split instead of images + labels
+    root: str | None = None
 
 
 def check_output(out: str, inputs: list[str]) -> Path:
@@ -82,6 +84,56 @@ def learning_rate(base: float, step: int, steps: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * step / steps))
 
 
+@dataclass
+class TrainingData:
+    """What a run learns from: its classes, a crop sampler, and images with held-out masks to validate on."""
+
+    classes: list[list[str]]
+    unseen: list[str]
+    sampler: object  # CropSampler or DatasetSampler: batch(size), generator
+    images: list  # LabelledImage, for validation and the pixel counts
+    held_out: list  # (H, W) bool per image
+    fingerprints: list[dict]
+    labels: dict  # where the labels came from (and unmatched polygon values)
+
+
+def prepare_data(request: TrainingRequest, crop: int) -> TrainingData:
+    """The analyst's imagery and labels, or a benchmark's train split (``request.dataset``)."""
+    import numpy as np
+
+    settings = request.settings
+    if request.dataset:
+        from engine.methods.aeroseg.training.datasets import DatasetSampler, benchmark_data
+
+        bench = benchmark_data(request.dataset, request.root, request.unseen)
+        held_out = [np.ones(image.labels.shape, dtype=bool) for image in bench.validation]
+        sampler = DatasetSampler(bench, crop, settings, settings.seed)
+        labels = {"dataset": request.dataset, "root": str(Path(request.root).resolve())}
+        return TrainingData(
+            bench.classes, bench.unseen, sampler, bench.validation, held_out, bench.fingerprint(), labels
+        )
+    if not request.classes:
+        raise UserError("no class given: --classes NAME[,SYNONYM] ...")
+    images, report = load_labelled_images(
+        request.images, request.labels, request.classes, label_field=request.label_field, gsd=request.gsd
+    )
+    held_out = validation_masks(
+        images, settings.validation_fraction, settings.validation_block, settings.seed
+    )
+    if settings.validation_fraction > 0 and not any(mask.any() for mask in held_out):
+        log.warning(
+            "no labelled %d-px block could be held out for validation without taking a class's last "
+            "training pixels: training without validation (label more areas to get validation figures)",
+            settings.validation_block,
+        )
+    sampler = CropSampler(images, held_out, crop, settings, settings.seed)
+    labels = {"source": str(Path(request.labels).resolve()), "field": request.label_field, **report}
+    fingerprints = [image.fingerprint for image in images]
+    return TrainingData(
+        request.classes, list(request.unseen), sampler, images, held_out, fingerprints, labels
+    )
+
+
 def make_optimizer(model, settings: TrainingSettings) -> torch.optim.AdamW:
     """AdamW over CLIP's query/value projections (group 0, learning rate × the CLIP multiplier) and the
     head with the back-projection (group 1); nothing else is given to it."""
@@ -108,43 +160,29 @@ def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToke
     crop = settings.crop or arch.crop_size
     if crop % (PATCH * arch.window):
         raise UserError(f"--crop must be a multiple of {PATCH * arch.window} px for {arch.name}, got {crop}")
-    out = check_output(request.out, [*request.images, request.labels])
-    if not request.classes:
-        raise UserError("no class given: --classes NAME[,SYNONYM] ...")
+    out = check_output(request.out, [*request.images, request.labels] if not request.dataset else [])
     progress(ProgressEvent(0.0, "open", "reading imagery and labels"))
-    images, report = load_labelled_images(
-        request.images, request.labels, request.classes, label_field=request.label_field, gsd=request.gsd
-    )
-    held_out = validation_masks(
-        images, settings.validation_fraction, settings.validation_block, settings.seed
-    )
-    if settings.validation_fraction > 0 and not any(mask.any() for mask in held_out):
-        log.warning(
-            "no labelled %d-px block could be held out for validation without taking a class's last "
-            "training pixels: training without validation (label more areas to get validation figures)",
-            settings.validation_block,
-        )
-    names = [names[0] for names in request.classes]
-    queries = [name for names in request.classes for name in names]
+    data = prepare_data(request, crop)
+    images, held_out, sampler, classes = data.images, data.held_out, data.sampler, data.classes
+    names = [names[0] for names in classes]
+    queries = [name for names in classes for name in names]
     device = torch.device(request.device)
     query_class = torch.tensor(
-        [number for number, names in enumerate(request.classes, start=1) for _ in names], device=device
+        [number for number, names in enumerate(classes, start=1) for _ in names], device=device
     )
     progress(ProgressEvent(0.01, "model", f"building {arch.name}"))
     model, base = build_base(arch, random_weights=request.random_weights, seed=settings.seed)
     model.to(device).train()
     optimizer = make_optimizer(model, settings)
-    sampler = CropSampler(images, held_out, crop, settings, settings.seed)
     identity = {
         "architecture": arch.to_json(),
         "settings": {
             k: v for k, v in settings.to_json().items() if k not in ("validate_every", "checkpoint_every")
         },
-        "classes": request.classes,
-        "data": [image.fingerprint for image in images],
+        "classes": classes,
+        "data": data.fingerprints,
         "base": base,
-        "labels": str(Path(request.labels).resolve()),
-        "label_field": request.label_field,
+        "labels": data.labels,
     }
     fingerprint = run_fingerprint(identity)
     checkpoint = checkpoint_path(out)
@@ -212,18 +250,18 @@ def train(request: TrainingRequest, progress=ignore_progress, cancel: CancelToke
     metadata = {
         "name": out.stem,
         "method": "aeroseg",
-        "classes": request.classes,
+        "classes": classes,
         "class_names": names,
         "queries": queries,
-        "unseen": list(request.unseen),
+        "unseen": data.unseen,
         "architecture": arch.to_json(),
         "settings": settings.to_json(),
         "crop": crop,
         "gsd": request.gsd,
-        "training_gsd": request.gsd or _native_gsd(images[0]),
+        "training_gsd": request.gsd or (_native_gsd(images[0]) if images and images[0].projection else None),
         "base": base,
-        "data": [image.fingerprint for image in images],
-        "labels": {"source": str(Path(request.labels).resolve()), "field": request.label_field, **report},
+        "data": data.fingerprints,
+        "labels": data.labels,
         "labelled_pixels": _labelled_pixels(images, held_out, names),
         "validation": validation,
         "steps": settings.steps,

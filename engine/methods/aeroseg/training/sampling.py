@@ -77,9 +77,16 @@ class CropSampler:
         draw = self._integer(int(self.totals.sum()))
         index = int(np.searchsorted(np.cumsum(self.totals), draw, side="right"))
         before = int(self.totals[:index].sum())
-        image, labels = self.images[index], self.labels[index]
+        return self.crop_around(
+            self.images[index], self.labels[index], int(self.pixels[index][draw - before])
+        )
+
+    def crop_around(
+        self, image: LabelledImage, labels: np.ndarray, pixel: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An augmented crop of ``image`` (with ``labels``) that holds the flat ``pixel`` index."""
         height, width = labels.shape
-        row, col = divmod(int(self.pixels[index][draw - before]), width)
+        row, col = divmod(pixel, width)
         crop = self.crop
         top = row - self._integer(crop)
         left = col - self._integer(crop)
