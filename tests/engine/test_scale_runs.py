@@ -216,3 +216,38 @@ def test_the_plugins_worker_runs_a_cluster_run_unchanged(scene, tmp_path):
     assert all(json.loads(line) for line in worker.raw)  # nothing but JSON on stdout
     np.testing.assert_array_equal(pixels(tmp_path / "w.tif"), pixels(scene["out"]))
     np.testing.assert_array_equal(pixels(tmp_path / "w_conf.tif"), pixels(scene["confidence"]))
+
+
+@pytest.mark.parametrize("placement", ["geotransform", "gcps"])
+def test_assembled_cog_keeps_placement_colours_and_names(scene, tmp_path, placement):
+    """The parts' mosaic becomes a COG with the local run's georeferencing, colour table and names."""
+    from placed_rasters import gcp_raster
+
+    source = scene["input"] if placement == "geotransform" else gcp_raster(tmp_path / "gcp.tif", 300, 220)
+    common = {**OPTIONS, "input": source}
+    if placement == "gcps":
+        common.pop("gsd")  # in pixel units here: the method's default
+    local = run_segment({**common, "out": str(tmp_path / "local.tif")})
+    parts = run_segment(
+        {**common, "out": str(tmp_path / "parts.tif"), "resume": True, "output_format": "cog"}
+    )
+    a, b = gdal.Open(local.out), gdal.Open(parts.out)
+    b.GetMetadata()  # loads the .aux.xml
+    assert b.GetMetadata("IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    np.testing.assert_array_equal(a.ReadAsArray(), b.ReadAsArray())
+    assert a.GetGeoTransform(can_return_null=True) == b.GetGeoTransform(can_return_null=True)
+    assert a.GetProjection() == b.GetProjection()
+    assert [(g.GCPX, g.GCPY, g.GCPPixel, g.GCPLine) for g in a.GetGCPs()] == [
+        (g.GCPX, g.GCPY, g.GCPPixel, g.GCPLine) for g in b.GetGCPs()
+    ]
+    assert (len(a.GetGCPs()) > 0) == (placement == "gcps")
+    band_a, band_b = a.GetRasterBand(1), b.GetRasterBand(1)
+    assert (
+        band_b.GetCategoryNames()
+        == band_a.GetCategoryNames()
+        == ["unclassified", "building", "road", "water"]
+    )
+    table_a, table_b = band_a.GetColorTable(), band_b.GetColorTable()
+    assert [table_b.GetColorEntry(i) for i in range(4)] == [table_a.GetColorEntry(i) for i in range(4)]
+    assert band_b.GetOverviewCount() >= 1
+    band_a = band_b = table_a = table_b = None
