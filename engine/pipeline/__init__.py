@@ -3,5 +3,5 @@
 ``segment.py`` drives a run; ``tiling.py`` is its geometry; the rest are the stages it calls.
 May import runtime/, raster/, vocabulary and errors; the method arrives as an object (cli/ builds it
 through the registry). Imported by cli/, bench/, options/ (requests and settings) and assess/ (progress
-types); also by raster/sampling.py (tiling's axis sampling), an exception: that helper belongs in raster/.
+types).
 """

@@ -28,7 +28,8 @@ from engine.pipeline.batch_schedule import BatchSchedule, WithForeign
 from engine.pipeline.crop_logits import CropRunner, CropStore, average_tile_logits, tile_crops
 from engine.pipeline.progress import CancelToken, ProgressCallback, ProgressEvent, ignore_progress
 from engine.pipeline.scoring import score
-from engine.pipeline.tiling import TilePlan, aligned_extent, output_sampling, resample_bilinear
+from engine.pipeline.tiling import TilePlan, aligned_extent
+from engine.raster.bilinear import output_sampling, resample_bilinear
 from engine.raster.sampling import working_image
 from engine.raster.writer import CONFIDENCE_NODATA
 

@@ -12,10 +12,7 @@ on tile borders are used by several tiles but evaluated once: ``crop_users`` tel
 crop, so the pipeline keeps its logits (only the pixels later tiles need, ``kept_extent``) until the
 last of them is done.
 
-Resampling uses bilinear sampling at half-pixel centres (``cv2.resize`` INTER_LINEAR and
-``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` conventions): destination
-pixel d of an axis scaled by s = source/destination length samples source coordinate (d + 0.5)·s - 0.5,
-clamped to [0, length - 1].
+Resampling is bilinear at half-pixel centres (``engine.raster.bilinear``).
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from engine.raster.bilinear import output_sampling
 
 
 def crop_spans(length: int, crop: int, stride: int) -> list[tuple[int, int]]:
@@ -35,42 +32,6 @@ def crop_spans(length: int, crop: int, stride: int) -> list[tuple[int, int]]:
         end = min(i * stride + crop, length)
         spans.append((max(end - crop, 0), end))
     return spans
-
-
-@dataclass(frozen=True)
-class AxisSampling:
-    """Bilinear sampling along one axis: destination value = (1 - w)·src[i0] + w·src[i1]."""
-
-    i0: np.ndarray  # int64 source indices
-    i1: np.ndarray
-    w: np.ndarray  # float32 weight of i1
-
-    @property
-    def first(self) -> int:
-        return int(self.i0.min())
-
-    @property
-    def last(self) -> int:
-        return int(self.i1.max())
-
-
-def bilinear_axis(start: int, stop: int, scale: float, source_length: int) -> AxisSampling:
-    """Sampling of destination pixels [start, stop) of an axis; ``scale`` = source/destination length."""
-    dest = np.arange(start, stop, dtype=np.float64)
-    coord = np.clip((dest + 0.5) * scale - 0.5, 0.0, source_length - 1)
-    i0 = np.floor(coord).astype(np.int64)
-    i1 = np.minimum(i0 + 1, source_length - 1)
-    return AxisSampling(i0, i1, (coord - i0).astype(np.float32))
-
-
-def output_sampling(start: int, stop: int, out_length: int, working_length: int) -> AxisSampling:
-    """Where output pixels [start, stop) sample the working grid (logits: working → output)."""
-    return bilinear_axis(start, stop, working_length / out_length, working_length)
-
-
-def working_sampling(start: int, stop: int, out_length: int, working_length: int) -> AxisSampling:
-    """Where working pixels [start, stop) sample the source window (image: source → working)."""
-    return bilinear_axis(start, stop, out_length / working_length, out_length)
 
 
 @dataclass(frozen=True)
@@ -221,31 +182,3 @@ def plan_tiles(
     rows, row_spans = plan_axis(out_height, working_height, tile_y, crop, stride, span_h)
     cols, col_spans = plan_axis(out_width, working_width, tile_x, crop, stride, span_w)
     return TilePlan(rows, cols, row_spans, col_spans)
-
-
-def resample_bilinear(array: np.ndarray, rows: AxisSampling, cols: AxisSampling, offset=(0, 0)) -> np.ndarray:
-    """Separable bilinear sampling of ``array`` (..., H, W) at the given rows/columns.
-
-    ``offset`` (row, col) is the global index of ``array[..., 0, 0]``; sampling indices are global.
-    Columns are interpolated first, then rows; the same arithmetic runs for a pixel in any tile.
-    """
-    r0, r1 = rows.i0 - offset[0], rows.i1 - offset[0]
-    c0, c1 = cols.i0 - offset[1], cols.i1 - offset[1]
-    # Only the rows this strip reads get interpolated horizontally (scoring a tile strip by strip would
-    # otherwise redo the whole tile for every strip).
-    first = int(min(r0.min(), r1.min())) if len(r0) else 0
-    last = int(max(r0.max(), r1.max())) + 1 if len(r0) else 0
-    array, r0, r1 = array[..., first:last, :], r0 - first, r1 - first
-    wc = cols.w.astype(array.dtype, copy=False)
-    wr = rows.w.astype(array.dtype, copy=False)[:, None]
-    # a + (b - a)·w computed in place as ((b - a)·w) + a: the same rounding, fewer temporaries.
-    left = array[..., c0]
-    horizontal = np.subtract(array[..., c1], left)
-    horizontal *= wc
-    horizontal += left
-    del left
-    top = horizontal[..., r0, :]
-    out = np.subtract(horizontal[..., r1, :], top)
-    out *= wr
-    out += top
-    return out

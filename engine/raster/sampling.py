@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.pipeline.tiling import AxisSampling, resample_bilinear, working_sampling
+from engine.raster.bilinear import AxisSampling, resample_bilinear, working_sampling
 from engine.raster.grid import OutputGrid, WorkingGrid
 from engine.raster.reader import RasterSource
 from engine.raster.stretch import Stretch

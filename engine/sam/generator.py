@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator
 
-from engine.methods.reseg.id_maps import paint_id_map
+from engine.sam.id_map import paint_id_map
 from engine.sam.parameter_sets import SamParameterSet
 from engine.sam.rle import shared_rles
 from engine.sam.shared_decoder import SharedCropDecoder

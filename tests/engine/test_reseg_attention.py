@@ -8,10 +8,11 @@ import torch
 
 from engine.errors import UserError
 from engine.methods.reseg.attention_masks import additive_bias, allowed_from_patch_ids, self_only_allowed
-from engine.methods.reseg.id_maps import OUTSIDE_ID, crop_id_maps, paint_id_map, patch_majority_ids
+from engine.methods.reseg.id_maps import OUTSIDE_ID, crop_id_maps, patch_majority_ids
 from engine.methods.reseg.masked_blocks import embed_patches, masked_forward, num_heads, run_blocks
 from engine.methods.reseg.schedule import default_schedule, describe_schedule, parse_schedule, sam_sets_used
 from engine.models.architectures import TINY_VIT_14, TINY_VIT_16, create_clip
+from engine.sam.id_map import paint_id_map
 
 
 @pytest.fixture(scope="module")

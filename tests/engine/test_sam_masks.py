@@ -12,9 +12,9 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 
 from engine.errors import UserError
-from engine.methods.reseg.id_maps import paint_id_map
 from engine.models.sam_architectures import SAM_ARCHITECTURES
 from engine.sam.generator import WindowMaskGenerator
+from engine.sam.id_map import paint_id_map
 from engine.sam.mask_cache import WindowMaskCache
 from engine.sam.parameter_sets import REFERENCE_PARAMETER_SETS, SamParameterSet, parameter_set_from_dict
 from engine.sam.stats import SegmentationCost

@@ -12,15 +12,13 @@ import torch.nn.functional as F
 
 from engine.pipeline.tiling import (
     aligned_extent,
-    bilinear_axis,
     crop_spans,
     crop_users,
     kept_extent,
-    output_sampling,
     plan_axis,
     plan_tiles,
-    resample_bilinear,
 )
+from engine.raster.bilinear import bilinear_axis, output_sampling, resample_bilinear
 
 
 def mmseg_slide_spans(length, crop, stride):

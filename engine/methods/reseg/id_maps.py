@@ -10,19 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-UNCOVERED_ID = 0
 OUTSIDE_ID = -1
-
-
-def paint_id_map(masks: list[np.ndarray], shape: tuple[int, int], first_id: int = 1) -> np.ndarray:
-    """Paint boolean masks (each (H, W)) in order into an (H, W) int32 map; mask k gets id first_id + k.
-
-    Later masks overwrite earlier ones; pixels no mask covers stay UNCOVERED_ID.
-    """
-    id_map = np.full(shape, UNCOVERED_ID, dtype=np.int32)
-    for k, mask in enumerate(masks):
-        id_map[mask] = first_id + k
-    return id_map
 
 
 def patch_majority_ids(id_maps: torch.Tensor, patch_size: int) -> torch.Tensor:
