@@ -16,8 +16,8 @@ from engine.errors import Cancelled, UserError
 
 log = logging.getLogger(__name__)
 
-#: Seconds per step (batch 4, 384 px) of the full model on a 2-core CPU, float32 (AEROSEG.md's
-#: measurement ×4 crops): the estimate printed before a CPU run of vit-b16 starts.
+#: Seconds per 384-px crop and step of the full model on an idle 2-core CPU, float32 (forward and
+#: backward took 71 s on a busy one): the lower bound printed before a CPU run of vit-b16 starts.
 CPU_SECONDS_PER_CROP_FULL = 24.0
 #: Keys of a train request that are TrainingSettings fields (the rest are TrainingRequest's).
 SETTING_KEYS = (
@@ -144,8 +144,8 @@ def estimate_note(request) -> str | None:
         return None
     hours = CPU_SECONDS_PER_CROP_FULL * request.settings.batch_size * request.settings.steps / 3600
     return (
-        f"training vit-b16 on the CPU: about {CPU_SECONDS_PER_CROP_FULL:.0f} s per crop on 2 cores, so "
-        f"{request.settings.steps} steps of batch {request.settings.batch_size} take about {hours:.0f} h; "
+        f"training vit-b16 on the CPU: at least {CPU_SECONDS_PER_CROP_FULL:.0f} s per crop on 2 cores, so "
+        f"{request.settings.steps} steps of batch {request.settings.batch_size} take {hours:.0f} h or more; "
         "a GPU is advised (--device cuda), or try --architecture tiny --random-weights to see the loop"
     )
 
