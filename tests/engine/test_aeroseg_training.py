@@ -285,3 +285,15 @@ def test_imagery_resampled_to_a_coarser_gsd_gets_its_labels_on_that_grid(tmp_pat
     assert image.geotransform[1] == 1.0
     c0, r0, c1, r1 = BOXES["field"]
     assert (image.labels == 2).sum() == pytest.approx((c1 - c0) * (r1 - r0) / 4, rel=0.1)
+
+
+def test_polygon_classes_match_synonyms_numbers_and_report_the_rest(tmp_path):
+    boxes = {"Solar Roof": BOXES["solar panel"], "2": BOXES["field"], "shed": (480, 610, 500, 620)}
+    (image,), report = load_labelled_images(
+        [patch_vrt(tmp_path)],
+        write_polygons(tmp_path / "mixed.gpkg", boxes),
+        [["solar panel", "solar roof"], ["field"]],
+        label_field="class",
+    )
+    assert (image.labels == 1).sum() > 2000 and (image.labels == 2).sum() > 1500
+    assert report["unmatched_values"] == {"shed": 1}
