@@ -110,28 +110,26 @@ def benchmark_data(dataset: str, root: str, unseen: list[str], validation_images
 
 class DatasetSampler:
     """Crops from the train split, reading one image per crop: an image drawn uniformly, a labelled
-    pixel of it drawn uniformly, the crop placed around it and augmented (``CropSampler.augment``)."""
+    pixel of it drawn uniformly, the crop placed around it and augmented (``CropMaker``)."""
 
     def __init__(self, data: BenchmarkData, crop: int, settings, seed: int):
-        from engine.methods.aeroseg.training.sampling import CropSampler
+        from engine.methods.aeroseg.training.sampling import CropMaker
 
-        self.data, self.crop = data, crop
-        self.generator = torch.Generator().manual_seed(seed)
-        self._crops = CropSampler.__new__(CropSampler)  # only its placement and augmentation are used
-        self._crops.settings, self._crops.crop, self._crops.generator = settings, crop, self.generator
+        self.data = data
+        self.maker = CropMaker(crop, settings, seed)
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.maker.generator
 
     def one(self) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(len(self.data.pairs)):
-            index = int(torch.randint(len(self.data.pairs), (1,), generator=self.generator))
-            rgb, labels = read_pair(*self.data.pairs[index], self.data.lookup)
+            rgb, labels = read_pair(
+                *self.data.pairs[self.maker.integer(len(self.data.pairs))], self.data.lookup
+            )
             labelled = np.flatnonzero((labels != UNLABELLED) & (labels != IGNORE))
             if labelled.size:
-                image = LabelledImage("", rgb, labels, (0, 1, 0, 0, 0, -1), "")
-                return self._crops.crop_around(
-                    image,
-                    labels,
-                    int(labelled[int(torch.randint(labelled.size, (1,), generator=self.generator))]),
-                )
+                return self.maker.crop_around(rgb, labels, int(labelled[self.maker.integer(labelled.size)]))
         raise UserError(
             f"{self.data.name}: no image of the train split has a labelled pixel of a trained class"
         )

@@ -47,17 +47,73 @@ def validation_masks(images: list[LabelledImage], fraction: float, block: int, s
     return masks
 
 
+class CropMaker:
+    """Crop placement and augmentation from one generator (its state is what a checkpoint saves)."""
+
+    def __init__(self, crop: int, settings, seed: int):
+        self.crop, self.settings = crop, settings
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def integer(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def uniform(self, low: float, high: float) -> float:
+        return float(low + (high - low) * torch.rand((), generator=self.generator))
+
+    def crop_around(
+        self, rgb: np.ndarray, labels: np.ndarray, pixel: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An augmented crop of (3, H, W) ``rgb`` and (H, W) ``labels`` that holds the flat ``pixel``;
+        the crop's position around it is random, kept inside the image when the image is large enough
+        (else padded with black and IGNORE)."""
+        height, width = labels.shape
+        row, col = divmod(pixel, width)
+        crop = self.crop
+        top = row - self.integer(crop)
+        left = col - self.integer(crop)
+        top = min(max(top, 0), height - crop) if height >= crop else top
+        left = min(max(left, 0), width - crop) if width >= crop else left
+        out_rgb = torch.zeros(3, crop, crop)
+        out_lab = torch.full((crop, crop), IGNORE, dtype=torch.uint8)
+        r0, c0 = max(top, 0), max(left, 0)
+        r1, c1 = min(top + crop, height), min(left + crop, width)
+        out_rgb[:, r0 - top : r1 - top, c0 - left : c1 - left] = torch.from_numpy(
+            rgb[:, r0:r1, c0:c1].astype(np.float32)
+        )
+        out_lab[r0 - top : r1 - top, c0 - left : c1 - left] = torch.from_numpy(labels[r0:r1, c0:c1])
+        return self.augment(out_rgb, out_lab)
+
+    def augment(self, rgb: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random flips (both axes) and colour jitter (brightness, contrast, saturation)."""
+        if self.settings.flips:
+            for axis in (-1, -2):
+                if self.integer(2):
+                    rgb, lab = rgb.flip(axis), lab.flip(axis)
+        jitter = self.settings.colour_jitter
+        if jitter > 0:
+            brightness = self.uniform(1 - jitter, 1 + jitter)
+            contrast = self.uniform(1 - jitter, 1 + jitter)
+            saturation = self.uniform(1 - jitter, 1 + jitter)
+            rgb = rgb * brightness
+            rgb = (rgb - rgb.mean()) * contrast + rgb.mean()
+            grey = rgb.mean(dim=0, keepdim=True)
+            rgb = (rgb - grey) * saturation + grey
+            rgb = rgb.clamp(0, 255)
+        return rgb, lab
+
+
 class CropSampler:
     """Random crops around labelled training pixels, as (B, 3, c, c) float 0..255 and (B, c, c) labels.
 
-    Each crop is placed so that a labelled pixel drawn uniformly from all training pixels lies inside
-    it; crops overhanging the image edge are padded (label IGNORE). ``held_out`` pixels are IGNORE here.
+    Each crop holds a labelled pixel drawn uniformly from all training pixels; ``held_out`` pixels are
+    IGNORE here.
     """
 
     def __init__(
         self, images: list[LabelledImage], held_out: list[np.ndarray], crop: int, settings, seed: int
     ):
-        self.images, self.crop, self.settings = images, crop, settings
+        self.images = images
+        self.maker = CropMaker(crop, settings, seed)
         self.labels = []
         for image, mask in zip(images, held_out):
             labels = image.labels.copy()
@@ -65,60 +121,17 @@ class CropSampler:
             self.labels.append(labels)
         self.pixels = [np.flatnonzero((lab != UNLABELLED) & (lab != IGNORE)) for lab in self.labels]
         self.totals = np.array([len(p) for p in self.pixels], dtype=np.int64)
-        self.generator = torch.Generator().manual_seed(seed)
 
-    def _integer(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator))
-
-    def _uniform(self, low: float, high: float) -> float:
-        return float(low + (high - low) * torch.rand((), generator=self.generator))
+    @property
+    def generator(self) -> torch.Generator:
+        return self.maker.generator
 
     def one(self) -> tuple[torch.Tensor, torch.Tensor]:
-        draw = self._integer(int(self.totals.sum()))
+        draw = self.maker.integer(int(self.totals.sum()))
         index = int(np.searchsorted(np.cumsum(self.totals), draw, side="right"))
         before = int(self.totals[:index].sum())
-        return self.crop_around(
-            self.images[index], self.labels[index], int(self.pixels[index][draw - before])
-        )
-
-    def crop_around(
-        self, image: LabelledImage, labels: np.ndarray, pixel: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """An augmented crop of ``image`` (with ``labels``) that holds the flat ``pixel`` index."""
-        height, width = labels.shape
-        row, col = divmod(pixel, width)
-        crop = self.crop
-        top = row - self._integer(crop)
-        left = col - self._integer(crop)
-        top = min(max(top, min(0, height - crop)), max(0, height - crop)) if height >= crop else top
-        left = min(max(left, min(0, width - crop)), max(0, width - crop)) if width >= crop else left
-        rgb = torch.zeros(3, crop, crop)
-        lab = torch.full((crop, crop), IGNORE, dtype=torch.uint8)
-        r0, c0 = max(top, 0), max(left, 0)
-        r1, c1 = min(top + crop, height), min(left + crop, width)
-        rgb[:, r0 - top : r1 - top, c0 - left : c1 - left] = torch.from_numpy(
-            image.rgb[:, r0:r1, c0:c1].astype(np.float32)
-        )
-        lab[r0 - top : r1 - top, c0 - left : c1 - left] = torch.from_numpy(labels[r0:r1, c0:c1])
-        return self.augment(rgb, lab)
-
-    def augment(self, rgb: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random flips (both axes) and colour jitter (brightness, contrast, saturation)."""
-        if self.settings.flips:
-            for axis in (-1, -2):
-                if self._integer(2):
-                    rgb, lab = rgb.flip(axis), lab.flip(axis)
-        jitter = self.settings.colour_jitter
-        if jitter > 0:
-            brightness = self._uniform(1 - jitter, 1 + jitter)
-            contrast = self._uniform(1 - jitter, 1 + jitter)
-            saturation = self._uniform(1 - jitter, 1 + jitter)
-            rgb = rgb * brightness
-            rgb = (rgb - rgb.mean()) * contrast + rgb.mean()
-            grey = rgb.mean(dim=0, keepdim=True)
-            rgb = (rgb - grey) * saturation + grey
-            rgb = rgb.clamp(0, 255)
-        return rgb, lab
+        pixel = int(self.pixels[index][draw - before])
+        return self.maker.crop_around(self.images[index].rgb, self.labels[index], pixel)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self.one() for _ in range(size)]
