@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
+from glob import escape as glob_escape
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -219,6 +220,8 @@ def segment_in_parts(
         cancel.check()
         progress(ProgressEvent(0.93, "write", "assembling the outputs"))
         tic = time.perf_counter()
+        if options.resume:
+            _remove_stale_temporaries(prepared.outputs.values())
         temporaries = {"classes": files.temporary_for(out_path)}
         if "confidence" in prepared.outputs:
             temporaries["confidence"] = files.temporary_for(prepared.outputs["confidence"])
@@ -259,6 +262,17 @@ def segment_in_parts(
     return SegmentResult(
         str(out_path), str(confidence) if confidence else None, str(prepared.outputs["sidecar"]), content
     )
+
+
+def _remove_stale_temporaries(finals) -> None:
+    """Temporary outputs of an earlier attempt killed while assembling (AtomicFiles' names:
+    ``.STEM.partial-XXXXXXXX.SUFFIX`` and their side files); never the user's files."""
+    for final in finals:
+        final = Path(final)
+        for stale in final.parent.glob(f".{glob_escape(final.stem)}.partial-*{glob_escape(final.suffix)}*"):
+            marker = stale.name[len(final.stem) + len(".partial-") + 1 :]
+            if len(marker) >= 8 and all(ch in "0123456789abcdef" for ch in marker[:8]):
+                stale.unlink(missing_ok=True)
 
 
 def _parts_sidecar(prepared, vocabulary, settings, stretch, records, record, device, sidecar_record) -> dict:

@@ -46,3 +46,24 @@ def test_scale_options_are_checked(bad, message):
 
     with pytest.raises(UserError, match=message):
         SegmentOptions.from_mapping({"input": "in.tif", **bad})
+
+
+def test_a_resumed_run_removes_only_its_own_stale_temporaries(tmp_path):
+    from engine.pipeline.partitioned import _remove_stale_temporaries
+
+    names = [
+        ".map.partial-0123abcd.tif",  # a run killed while assembling left these
+        ".map.partial-0123abcd.tif.aux.xml",
+        ".map.partial-89abcdef.json",
+        ".map.partial-notours.tif",  # not AtomicFiles' pattern
+        ".other.partial-0123abcd.tif",  # another output's
+        "map.tif",
+    ]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    _remove_stale_temporaries([tmp_path / "map.tif", tmp_path / "map.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".map.partial-notours.tif",
+        ".other.partial-0123abcd.tif",
+        "map.tif",
+    ]
