@@ -25,6 +25,7 @@ class TrainedModel:
     name: str
     classes: tuple[str, ...]  # the class names (first synonym of each)
     architecture: str
+    training_gsd: float | None = None  # metres per pixel the model learnt at (its default working GSD)
 
     @property
     def label(self) -> str:
@@ -48,7 +49,9 @@ def describe(model: str | Path) -> TrainedModel | None:
         return None
     names = tuple(str(name) for name in data.get("class_names") or ())
     architecture = str((data.get("architecture") or {}).get("name", "?"))
-    return TrainedModel(str(path), str(data.get("name") or path.stem), names, architecture)
+    gsd = data.get("training_gsd")
+    training_gsd = float(gsd) if isinstance(gsd, (int, float)) and gsd > 0 else None
+    return TrainedModel(str(path), str(data.get("name") or path.stem), names, architecture, training_gsd)
 
 
 def _remembered() -> list[str]:

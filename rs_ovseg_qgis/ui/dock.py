@@ -58,6 +58,8 @@ from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY, S
 from .advanced_section import AdvancedSection
 from .assess_section import AssessSection
 from .engine_section import EngineSection
+from .sam3_row import Sam3Row
+from .trained_method_items import TrainedModelItems
 from .vocabulary_editor import VocabularyEditor
 from .work_estimate import TIME_TOOLTIP, WorkEstimate
 
@@ -164,11 +166,13 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.method_combo = QComboBox(where_box)
         for name, label in METHODS:
             self.method_combo.addItem(label, name)
+        self.trained_items = TrainedModelItems(self.method_combo)  # "AerOSeg — NAME, trained on …"
         form.addRow("Method", self.method_combo)
         self.device_combo = QComboBox(where_box)
         for name, label in DEVICES:
             self.device_combo.addItem(label, name)
         form.addRow("Device", self.device_combo)
+        self.sam3_row = Sam3Row(where_box, form, self.method_combo, self.device_combo)  # SegEarth-OV3 only
         self.time_label = QLabel(where_box)
         self.time_label.setWordWrap(True)
         self.time_label.setToolTip(TIME_TOOLTIP)
@@ -239,6 +243,9 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.gsd_spin.valueChanged.connect(lambda _value: self.update_size_label())
         for combo in (self.method_combo, self.device_combo):  # windows and their speed depend on both
             combo.currentIndexChanged.connect(lambda _index: self.update_size_label())
+        self.method_combo.currentIndexChanged.connect(lambda _index: self.method_changed())
+        self.vocabulary_editor.model.vocabularyChanged.connect(self.show_method_defaults)
+        self.show_method_defaults()
         self.engine_options_edit.editingFinished.connect(self.schedule_estimate)
         self._layer_changed(self.layer_combo.currentLayer())
 
@@ -246,9 +253,6 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
     def _connect_project_state(self) -> None:
         project = QgsProject.instance()
         project.readProject.connect(self._project_read)
-        self.method_combo.currentIndexChanged.connect(lambda _index: self.method_changed())
-        self.vocabulary_editor.model.vocabularyChanged.connect(self.show_method_defaults)
-        self.show_method_defaults()
         project.cleared.connect(self.load_project_state)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.save_vocabulary_to_project)
         self.vocabulary_editor.model.vocabularyChanged.connect(self.update_vocabulary_title)
@@ -261,6 +265,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
     def shutdown(self) -> None:
         """Before the dock goes (plugin unload): stop a run and estimates, let go of the project's signals."""
         self._closed = True
+        self.trained_items.close()
         self._estimate_timer.stop()
         for job in self._estimates:
             job.cancel()
@@ -348,11 +353,14 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
 
     def reset_gsd(self) -> None:
         """The default resolution: the reference behaviour for a layer read from its file, the screen's
-        for the map and for layers rendered first (WMS, XYZ: their "pixel size" is no ground size)."""
+        for the map and for layers rendered first (WMS, XYZ: their "pixel size" is no ground size).
+        A trained AerOSeg model's default is the GSD it learnt at, whatever the source."""
         layer = self.layer_combo.currentLayer()
-        gsd = None
+        gsd = self.trained_items.training_gsd()
         from_file = isinstance(layer, QgsRasterLayer) and file_source_path(layer) is not None
-        if self.source_combo.currentIndex() == SOURCE_LAYER and from_file:
+        if gsd:
+            pass  # the model sees the ground best at the scale it was trained on
+        elif self.source_combo.currentIndex() == SOURCE_LAYER and from_file:
             native = native_gsd_m(layer)
             gsd = native * self.method_defaults().gsd_factor if native else None
         elif self.iface is not None and self.iface.mapCanvas() is not None:
@@ -366,14 +374,6 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
             self.gsd_spin.setValue(round(gsd, 2) or 0.01)
         self.update_size_label()
 
-    def current_extent(self) -> QgsReferencedRectangle | None:
-        extent = self.extent_widget.outputExtent()
-        if extent is None or extent.isEmpty():
-            return None
-        return QgsReferencedRectangle(extent, self.extent_widget.outputCrs())
-
-    def use_selection_extent(self) -> None:
-        layer = self.iface.activeLayer() if self.iface is not None else None
     # --- the method's defaults ----------------------------------------------------------------------
     def method_defaults(self):
         return method_defaults(self.method_combo.currentData())
@@ -392,6 +392,14 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.vocabulary_editor.model.threshold_meaning = defaults.threshold_meaning
         self.gsd_default_button.setToolTip(f"The method's default: {defaults.gsd_rule}")
 
+    def current_extent(self) -> QgsReferencedRectangle | None:
+        extent = self.extent_widget.outputExtent()
+        if extent is None or extent.isEmpty():
+            return None
+        return QgsReferencedRectangle(extent, self.extent_widget.outputCrs())
+
+    def use_selection_extent(self) -> None:
+        layer = self.iface.activeLayer() if self.iface is not None else None
         if not isinstance(layer, QgsVectorLayer) or layer.selectedFeatureCount() == 0:
             self.show_message("select features in a vector layer first (the active layer)", Qgis.Info)
             return
@@ -408,15 +416,17 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
             "CLASSES": vocabulary.to_lines(),
             "VOCABULARY": vocabulary.to_json(),
             "METHOD": self.method_combo.currentIndex(),
+            "FIDELITY": self.advanced_section.fidelity_combo.currentIndex(),
             "DEVICE": self.device_combo.currentIndex(),
             "RESOLUTION": self.gsd_spin.value(),
             "OUTPUT": str(files["classes"]),
+            **self.sam3_row.parameters(),
         }
+        parameters.update(self.trained_items.plan_parameters())  # a trained AerOSeg model, if chosen
         if self.threshold_spin.value() > 0:
             parameters["THRESHOLD"] = self.threshold_spin.value()
         options = self.engine_options_edit.text().strip()
         if options:
-            "FIDELITY": self.advanced_section.fidelity_combo.currentIndex(),
             json.loads(options)  # a JSON error is reported before anything runs
             parameters["ENGINE_OPTIONS"] = options
         if self.polygons_check.isChecked():

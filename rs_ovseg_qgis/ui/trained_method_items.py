@@ -41,6 +41,16 @@ class TrainedModelItems:
             index = self.combo.findData(chosen, MODEL_ROLE)
             self.combo.setCurrentIndex(index if index >= 0 else 0)
 
+    def chosen(self) -> store.TrainedModel | None:
+        """The chosen trained model, or None for a built-in method (or a model gone since)."""
+        path = self.combo.currentData(MODEL_ROLE)
+        return next((model for model in store.trained_models() if model.path == path), None) if path else None
+
+    def training_gsd(self) -> float | None:
+        """The chosen model's training GSD in metres per pixel: the dock's default working resolution."""
+        model = self.chosen()
+        return model.training_gsd if model is not None else None
+
     def plan_parameters(self) -> dict:
         """The segment algorithm's parameters for the chosen entry: {} for a built-in method."""
         chosen = self.combo.currentData(MODEL_ROLE)

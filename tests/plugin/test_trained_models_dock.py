@@ -46,6 +46,7 @@ def train_tiny(engine, folder) -> str:
             "architecture": "tiny",
             "steps": 2,
             "batch_size": 1,
+            "gsd": 1.0,  # the patch is 0.5 m: the dock must default to the model's 1 m, not the layer's
         },
     )
     return str(patch), str(out)
@@ -64,8 +65,11 @@ def test_a_trained_model_becomes_a_method_choice(dock, random_weight_engine, tmp
     dock.layer_combo.setLayer(layer)
     dock.method_combo.setCurrentIndex(index)
     assert dock.method_defaults().name == "aeroseg"
-    assert dock.gsd_spin.value() == pytest.approx(0.5)  # native: AerOSeg segments at the training GSD
+    assert dock.gsd_spin.value() == pytest.approx(1.0)  # the training GSD, not the layer's native 0.5 m
     parameters = dock.build_plan().parameters
     assert parameters["AEROSEG_MODEL"] == 1 and parameters["METHOD"] == 0
     remember_model(model)  # listed again (refreshed): the choice stays on the model
     assert dock.method_combo.currentData(MODEL_ROLE) == str(tmp_path.resolve() / "roofs.safetensors")
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("reseg-clip"))  # its default: native GSD
+    assert dock.gsd_spin.value() == pytest.approx(0.5)
+    assert "AEROSEG_MODEL" not in dock.build_plan().parameters
