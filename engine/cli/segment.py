@@ -148,14 +148,8 @@ def prepare_job(raw: Mapping | SegmentOptions) -> Job:
     options = options_of(raw)
     vocabulary = options.vocabulary_of()
     device = resolve_device(options.device)
-    spec = options.spec
     request = replace(options.segment_request(vocabulary), other_inputs=files_read(options))
-    prepared = prepare(
-        request,
-        spec.crop_size,
-        spec.crop_stride,
-        settings=options.pipeline_settings(),
-    )
+    prepared = prepare(request, *options.crop_window(), settings=options.pipeline_settings())
     return Job(options, vocabulary, prepared, device, options.method_options(device))
 
 

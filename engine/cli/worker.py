@@ -286,7 +286,8 @@ class Worker:
         queries = len(vocabulary.queries()) if vocabulary is not None else None
         settings = options.pipeline_settings()
         request = options.segment_request(vocabulary)
-        summary = estimate(request, spec.crop_size, spec.crop_stride, settings=settings, queries=queries)
+        crop_size, crop_stride = options.crop_window()  # a trained AerOSeg's own crop, not the spec's 384
+        summary = estimate(request, crop_size, crop_stride, settings=settings, queries=queries)
         summary["time"] = estimate_time(args, summary["crop_evaluations"], self.warm_models)
         if spec.name == "segearth-ov3":  # its weights are a gated download: say so before a run needs them
             from engine.methods.registry import random_weights_requested

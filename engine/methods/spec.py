@@ -80,6 +80,9 @@ class MethodSpec:
     #: the working resolution (metres per pixel) implied by the request's method options when the request
     #: sets none, e.g. the GSD a trained model learnt at (AerOSeg); None: ``gsd_factor`` applies.
     gsd_from_extra: Callable[[Mapping[str, Any]], float | None] | None = None
+    #: (crop size, crop stride) in working pixels implied by the request's method options, e.g. a trained
+    #: model's own crop (AerOSeg); None: ``crop_size`` / ``crop_stride`` apply.
+    window_from_extra: Callable[[Mapping[str, Any]], tuple[int, int] | None] | None = None
 
     def extra_option(self, name: str) -> ExtraOption | None:
         return next((option for option in self.extra if option.name == name), None)

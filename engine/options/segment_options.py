@@ -171,6 +171,13 @@ class SegmentOptions:
             return self.gsd
         return spec.gsd_from_extra(self.extra)
 
+    def crop_window(self) -> tuple[int, int]:
+        """(crop size, crop stride) in working pixels the method will use, known before it loads: its
+        options' (a trained model's crop), else the spec's. Plans and estimates count these windows."""
+        spec = self.spec
+        window = spec.window_from_extra(self.extra) if spec.window_from_extra is not None else None
+        return window or (spec.crop_size, spec.crop_stride)
+
     def segment_request(self, vocabulary=None):
         """The pipeline's SegmentRequest (what to read and write, at which working resolution)."""
         from engine.pipeline.segment import SegmentRequest

@@ -136,11 +136,9 @@ def build_context(job: BlockJob, models=None) -> BlockContext:
     options = SegmentOptions.from_mapping(job.args)
     vocabulary = options.vocabulary_of()
     device = resolve_device(options.device)
-    spec = options.spec
     prepared = prepare(
         options.segment_request(vocabulary),
-        spec.crop_size,
-        spec.crop_stride,
+        *options.crop_window(),
         settings=options.pipeline_settings(),
         check_outputs=False,
     )

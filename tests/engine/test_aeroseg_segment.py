@@ -154,3 +154,22 @@ def test_segment_defaults_to_the_gsd_the_model_learnt_at(trained, tmp_path):
         }
     )
     assert json.loads((tmp_path / "n.json").read_text())["settings"]["working_gsd_m"] == pytest.approx(0.5)
+
+
+def test_the_estimate_counts_the_windows_of_the_models_own_crop(trained, tmp_path):
+    """The tiny model's windows are 128 px (stride 86), not the paper's 384: the worker's estimate, made
+    before the model loads, counts the windows the run then evaluates."""
+    import io
+
+    import engine.cli.worker as worker_module
+
+    area = tmp_path / "area.tif"
+    gdal.Translate(str(area), str(KOELN), srcWin=[400, 480, 300, 300])
+    args = {"input": str(area), "method": "aeroseg", "model": str(trained), "out": str(tmp_path / "map.tif")}
+    served = worker_module.Worker(worker_module.Channel(io.StringIO()))
+    estimated = served.estimate(dict(args))["crop_evaluations"]
+    run_segment(dict(args))
+    evaluated = json.loads((tmp_path / "map.json").read_text())["windows"]["crops_evaluated"]
+    assert estimated == evaluated
+    # 300 px at stride 86 from the global grid: far more windows than 384-px windows would give
+    assert evaluated > 4

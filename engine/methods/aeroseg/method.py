@@ -89,7 +89,7 @@ class AerOSegMethod:
                 "architecture": meta.get("architecture", {}).get("name"),
                 "trained_classes": meta.get("class_names"),
                 "trained_steps": meta.get("steps"),
-                "training_gsd": meta.get("gsd"),
+                "training_gsd": meta.get("training_gsd"),
                 "validation_miou": (meta.get("validation") or {}).get("miou"),
                 "base": meta.get("base"),
             },

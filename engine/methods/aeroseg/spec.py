@@ -45,6 +45,18 @@ def trained_gsd(extra: Mapping[str, Any]) -> float | None:
     return float(value) if value else None
 
 
+def trained_window(extra: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(crop, stride) in working pixels of the trained model: its own crop (a tiny model's 128, not the
+    paper's 384) and ``--crop-stride``, else ⅔ of the crop (CAT-Seg's ⅓ overlap), as the method uses."""
+    if not extra.get("model"):
+        return None
+    metadata = model_metadata(extra["model"])
+    crop = int(metadata.get("crop") or (metadata.get("architecture") or {}).get("crop_size") or 0)
+    if crop <= 0:
+        return None
+    return crop, int(extra.get("crop_stride") or crop - crop // 3)
+
+
 def parse_model(value) -> str:
     path = Path(str(value)).expanduser()
     if path.suffix.lower() != ".safetensors":
@@ -85,4 +97,5 @@ AEROSEG = MethodSpec(
     ),
     default_classes=trained_classes,
     gsd_from_extra=trained_gsd,
+    window_from_extra=trained_window,
 )
