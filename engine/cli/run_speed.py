@@ -54,6 +54,8 @@ def speed_key(args: Mapping) -> SpeedKey:
     device = resolve_device(str(args.get("device") or "auto"))
     dtype = str(resolve_dtype(args.get("dtype") or "auto", device)).removeprefix("torch.")
     sam = str(args.get("sam") or "") if method == "reseg-clip" else ""
+    if method == "segearth-ov3":  # the tiny test architecture must not pass for the full model's speed
+        sam = "" if str(args.get("sam3_config") or "full") == "full" else str(args["sam3_config"])
     return SpeedKey(method, device, dtype, str(args.get("clip") or ""), sam)
 
 

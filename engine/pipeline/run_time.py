@@ -66,6 +66,11 @@ REFERENCE: dict[tuple[str, str, str], Reference] = {
     ("reseg-clip", "vit_h", "float32"): Reference(
         105.113 / 16, 413.32, "float32", "cpu/per-km2/reseg-clip-sam-vit-h/float32", 10.422 + 0.209
     ),
+    # Full-size SAM 3, one 512-px window with OpenEarthMap's 13 queries (resources/bench/
+    # results_segearth_ov3_cpu.jsonl; the machine was shared, so this is on the slow side).
+    ("segearth-ov3", "", "float32"): Reference(
+        234.487, 210.86, "float32", "cpu/segearth-ov3/tile/float32", 31.008 + 9.109
+    ),
 }
 #: ReSeg-CLIP's default SAM architecture (the registry's default SAM is sam-vit-h).
 DEFAULT_SAM = "vit_h"
@@ -192,7 +197,7 @@ class SpeedStore:
 def reference_for(key: SpeedKey) -> Reference | None:
     """The bench figure for ``key``'s method, SAM and float type (float16 reads as bfloat16)."""
     dtype = "bfloat16" if key.dtype == "float16" else key.dtype
-    sam = sam_architecture(key.sam) if key.method == "reseg-clip" else ""
+    sam = sam_architecture(key.sam) if key.method == "reseg-clip" else key.sam
     return REFERENCE.get((key.method, sam, dtype)) or REFERENCE.get((key.method, sam, "float32"))
 
 

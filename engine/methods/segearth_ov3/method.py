@@ -25,8 +25,11 @@ from engine.runtime.precision import resolve_dtype
 log = logging.getLogger(__name__)
 
 #: (crop, query) pairs per grounding call when the settings leave it open. A full-size pair holds about
-#: 0.3 GB of activations (its 200 object masks and the pixel decoder's maps at 288²).
-PAIRS_PER_CALL = {"cpu": 4, "cuda": 32, "mps": 8}
+#: 0.3 GB of activations (the pixel decoder's maps at 288²). On a CPU one pair's products are already
+#: large (5184 image tokens × 256): 4 pairs per call ran no faster than the per-query loop on the 2-core
+#: build machine (234 s against 224 s per window, within its load swings) and took 1.4 GB more, so the
+#: CPU grounds one pair per call; a GPU needs the batch to fill the device.
+PAIRS_PER_CALL = {"cpu": 1, "cuda": 32, "mps": 8}
 
 
 def prepare_images(crops: torch.Tensor, resolution: int, device: torch.device) -> torch.Tensor:
