@@ -15,7 +15,7 @@ from engine.cli import main
 from engine.cli.segment import run_segment
 from engine.errors import UserError
 from engine.methods.aeroseg.backbones import load_trained
-from engine.methods.aeroseg.method import AerOSegMethod
+from engine.methods.aeroseg.method import AerOSegMethod, AerOSegSegmentSettings
 from engine.methods.aeroseg.model_file import read_tensors, save_tensors
 from tests.engine.aeroseg_data import KOELN, patch_vrt, write_polygons
 
@@ -73,10 +73,10 @@ def test_segment_uses_the_trained_classes_on_the_global_grid(trained, tmp_path):
     assert labels.shape == (300, 300) and set(np.unique(labels)) <= {1, 2, 3}
     sidecar = json.loads((tmp_path / "map.json").read_text())
     assert [c["name"] for c in sidecar["vocabulary"]] == ["solar panel", "field", "water"]
-    assert (
-        sidecar["method"]["settings"]["crop_size"] == 128
-        and sidecar["method"]["settings"]["crop_stride"] == 86
-    )
+    settings = sidecar["method"]["settings"]
+    assert (settings["window"], settings["window_stride"]) == (128, 86)
+    # the global view (default): window-blocks of 128 + 86 px, stepping by 2 × 86 on the global grid
+    assert settings["global_view"] and (settings["crop_size"], settings["crop_stride"]) == (214, 172)
     assert sidecar["method"]["model"]["trained_classes"] == ["solar panel", "field"]
     other = run_segment(
         {"input": str(area), "method": "aeroseg", "model": str(trained), "classes": ["road", "tree"],
@@ -87,7 +87,8 @@ def test_segment_uses_the_trained_classes_on_the_global_grid(trained, tmp_path):
 
 def test_edge_crops_are_padded_and_cut_back(trained):
     model, metadata = load_trained(str(trained))
-    method = AerOSegMethod(model, metadata)
+    method = AerOSegMethod(model, metadata, AerOSegSegmentSettings(global_view=False))
+    assert (method.crop_size, method.crop_stride) == (128, 86)
     method.set_queries(["solar panel", "field"])
     torch.manual_seed(0)
     crop = torch.randint(0, 256, (1, 3, 128, 128), dtype=torch.uint8)
@@ -171,5 +172,93 @@ def test_the_estimate_counts_the_windows_of_the_models_own_crop(trained, tmp_pat
     run_segment(dict(args))
     evaluated = json.loads((tmp_path / "map.json").read_text())["windows"]["crops_evaluated"]
     assert estimated == evaluated
-    # 300 px at stride 86 from the global grid: far more windows than 384-px windows would give
-    assert evaluated > 4
+    # 214-px blocks at stride 172 over 300 px: 2 × 2; the spec's 384-px windows (640-px blocks) give 1
+    assert evaluated == 4
+
+
+def plain_window(model, text, pixels: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) float, h, w <= 128 → (T, h, w): padded with black to 128, sigmoid of the bilinearly
+    upsampled logits, cut back (written out here, not taken from the method)."""
+    height, width = pixels.shape[-2:]
+    padded = torch.zeros(1, 3, 128, 128)
+    padded[0, :, :height, :width] = pixels
+    logits = torch.nn.functional.interpolate(
+        model(padded, text).logits, size=(128, 128), mode="bilinear", align_corners=False
+    )
+    return torch.sigmoid(logits)[0, :, :height, :width]
+
+
+@pytest.mark.parametrize("shape", [(214, 214), (150, 100)])
+def test_the_global_view_matches_a_plain_recomputation(trained, shape):
+    """CAT-Seg's inference on one window-block: the mean of its windows at the stride-86 lattice, then
+    (windows + the block resized to one window) / 2; a full block and an edge block."""
+    model, metadata = load_trained(str(trained))
+    method = AerOSegMethod(model, metadata)
+    method.set_queries(["solar panel", "field", "water"])
+    height, width = shape
+    torch.manual_seed(1)
+    block = torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8)
+    got = method.crop_logits(block)[0]
+    pixels = block[0].float()
+    with torch.no_grad():
+        text = model.text_features(["solar panel", "field", "water"])
+        total = torch.zeros(3, height, width)
+        count = torch.zeros(height, width)
+        rows = [0, 86] if height > 128 else [0]
+        cols = [0, 86] if width > 128 else [0]
+        for top in rows:
+            for left in cols:
+                window = pixels[:, top : top + 128, left : left + 128]
+                total[:, top : top + 128, left : left + 128] += plain_window(model, text, window)
+                count[top : top + 128, left : left + 128] += 1
+        assert float(count.min()) >= 1
+        resized = torch.nn.functional.interpolate(
+            pixels[None], size=(128, 128), mode="bilinear", align_corners=False
+        )
+        overview = torch.nn.functional.interpolate(
+            plain_window(model, text, resized[0])[None], size=(height, width), mode="bilinear",
+            align_corners=False,
+        )[0]  # fmt: skip
+        expected = (total / count + overview) / 2
+    assert got.shape == (3, height, width)
+    torch.testing.assert_close(got, expected)
+    without = AerOSegMethod(model, metadata, AerOSegSegmentSettings(global_view=False))
+    without.set_queries(["solar panel", "field", "water"])
+    windows_only = without.crop_logits(block[..., :128, :128])[0]
+    assert not torch.allclose(got[:, :128, :128], windows_only), "the global view changes the maps"
+
+
+def test_the_global_view_keeps_the_output_independent_of_the_tiling(trained, tmp_path):
+    """Blocks sit on the global crop grid, so read tiles of 100 px give the one-tile run's maps bit for
+    bit. One crop per batch: the model's float sums (like any CPU matmul) vary with the batch size."""
+    area = tmp_path / "area.tif"
+    gdal.Translate(str(area), str(KOELN), srcWin=[380, 460, 420, 380])
+    maps = []
+    for name, tile in (("small", 100), ("large", 4000)):
+        run_segment(
+            {"input": str(area), "method": "aeroseg", "model": str(trained), "tile_size": tile,
+             "batch_size": 1, "confidence": str(tmp_path / f"{name}-conf.tif"),
+             "out": str(tmp_path / f"{name}.tif")}
+        )  # fmt: skip
+        record = json.loads((tmp_path / f"{name}.json").read_text())
+        assert record["method"]["settings"]["global_view"]
+        maps.append((record["windows"]["tiles"], gdal.Open(str(tmp_path / f"{name}-conf.tif")).ReadAsArray()))
+    (tiles_small, small), (tiles_large, large) = maps
+    assert tiles_small > 4 and tiles_large == 1
+    assert np.array_equal(small, large), "the global view made the maps depend on the read tiles"
+
+
+def test_the_global_view_can_be_turned_off(trained, tmp_path):
+    area = tmp_path / "area.tif"
+    gdal.Translate(str(area), str(KOELN), srcWin=[400, 480, 200, 200])
+    run_segment(
+        {"input": str(area), "method": "aeroseg", "model": str(trained), "global_view": "off",
+         "out": str(tmp_path / "map.tif")}
+    )  # fmt: skip
+    settings = json.loads((tmp_path / "map.json").read_text())["method"]["settings"]
+    assert not settings["global_view"] and (settings["crop_size"], settings["crop_stride"]) == (128, 86)
+    with pytest.raises(UserError, match="--global-view must be on or off"):
+        run_segment(
+            {"input": str(area), "method": "aeroseg", "model": str(trained), "global_view": "maybe",
+             "out": str(tmp_path / "bad.tif")}
+        )  # fmt: skip

@@ -28,7 +28,9 @@ def create_aeroseg(options, models):
     return AerOSegMethod(
         model,
         {**metadata, "file": os.path.abspath(path)},
-        AerOSegSegmentSettings(crop_stride=extra.get("crop_stride")),
+        AerOSegSegmentSettings(
+            crop_stride=extra.get("crop_stride"), global_view=extra.get("global_view", True) is not False
+        ),
         device=options.device,
         dtype=torch_dtype(options.dtype, options.device),
     )

@@ -45,16 +45,46 @@ def trained_gsd(extra: Mapping[str, Any]) -> float | None:
     return float(value) if value else None
 
 
+def window_stride(window: int, crop_stride: int | None) -> int:
+    """The sliding windows' stride: ``--crop-stride``, else ⅔ of the window (CAT-Seg's ⅓ overlap) [C]."""
+    return int(crop_stride or window - window // 3)
+
+
+def block_geometry(window: int, stride: int, global_view: bool) -> tuple[int, int]:
+    """(size, stride) of what the pipeline hands the method, in working pixels.
+
+    Without the global view: the model's windows themselves. With it: window-blocks of window + stride
+    pixels (640 at 384 / 256, the size CAT-Seg resizes a test image to), each segmented as CAT-Seg
+    segments a whole image: its 2 × 2 windows averaged, half-and-half with the block resized to one
+    window (the global view). Blocks step by 2 × stride, so every block's windows lie on the one
+    stride lattice of the global crop grid; like any crop they are placed on that grid, not per read
+    tile, so the output stays independent of the tiling."""
+    return (window + stride, 2 * stride) if global_view else (window, stride)
+
+
 def trained_window(extra: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(crop, stride) in working pixels of the trained model: its own crop (a tiny model's 128, not the
-    paper's 384) and ``--crop-stride``, else ⅔ of the crop (CAT-Seg's ⅓ overlap), as the method uses."""
+    """(crop, stride) in working pixels the trained model's method will use (its own window, a tiny
+    model's 128 and not the paper's 384; window-blocks when the global view is on, the default)."""
     if not extra.get("model"):
         return None
     metadata = model_metadata(extra["model"])
-    crop = int(metadata.get("crop") or (metadata.get("architecture") or {}).get("crop_size") or 0)
-    if crop <= 0:
+    window = int(metadata.get("crop") or (metadata.get("architecture") or {}).get("crop_size") or 0)
+    if window <= 0:
         return None
-    return crop, int(extra.get("crop_stride") or crop - crop // 3)
+    stride = window_stride(window, extra.get("crop_stride"))
+    return block_geometry(window, stride, extra.get("global_view", True) is not False)
+
+
+def parse_on_off(value) -> bool:
+    """``on`` / ``off`` (CLI) or a JSON boolean (worker requests)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise UserError(f"--global-view must be on or off, got {value!r}")
 
 
 def parse_model(value) -> str:
@@ -93,6 +123,14 @@ AEROSEG = MethodSpec(
             "AerOSeg window stride in working pixels (default: ⅔ of the model's window)",
             "PIXELS",
             positive_pixels("--crop-stride"),
+        ),
+        ExtraOption(
+            "global_view",
+            "global_view",
+            "AerOSeg global view (CAT-Seg's inference): on (default) averages each block of window + stride"
+            " pixels' sliding windows half-and-half with the block resized to one window; off: windows only",
+            "on|off",
+            parse_on_off,
         ),
     ),
     default_classes=trained_classes,
