@@ -9,11 +9,15 @@ Each file was written from the reference configs (``likyoo/SegEarth-OV`` ``confi
 threshold fall to: the reference's ``bg_idx``), ``resize_long_side`` (the reference's
 ``Resize(scale=(448, 448), keep_ratio=True)``), ``prob_thd`` and ``published_miou`` per method, and
 ``vocabulary`` (a preset in ``resources/presets``: class names with their synonyms, the cls_*.txt).
+A dataset without split folders (DLRSD) names its splits by ``split_stems``: a regular expression per
+split that an image's file stem must match (``re.search``). ``background_index`` null: the dataset has
+no background class, and pixels below a threshold count as predicted as no class.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from engine.errors import UserError
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 PROTOCOL_DIR = RESOURCES / "benchmarks"
 PRESET_DIR = RESOURCES / "presets"
-DATASETS = ("openearthmap", "loveda", "isaid", "potsdam", "vaihingen", "uavid", "udd5", "vdd")
+DATASETS = ("openearthmap", "loveda", "isaid", "potsdam", "vaihingen", "uavid", "udd5", "vdd", "dlrsd")
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,9 @@ class Protocol:
     def published(self, method: str) -> float | None:
         return (self.data.get("published_miou") or {}).get(method)
 
-    def pairs(self, root: Path) -> list[tuple[Path, Path]]:
-        """(image, label) paths under ``root``, sorted by image path; a missing label is a user error."""
+    def pairs(self, root: Path, split: str = "val") -> list[tuple[Path, Path]]:
+        """(image, label) paths under ``root``, sorted by image path; a missing label is a user error.
+        ``split`` matters only where the protocol names its splits by file stem (``split_stems``)."""
         images_dir, labels_dir = root / self.data["images"], root / self.data["labels"]
         for what, folder in (("image", images_dir), ("label", labels_dir)):
             if not folder.is_dir():
@@ -51,8 +56,12 @@ class Protocol:
                 )
         suffix, label_suffix = self.data["image_suffix"], self.data["label_suffix"]
         images = sorted(p for p in images_dir.rglob(f"*{suffix}") if p.is_file())
+        pattern = (self.data.get("split_stems") or {}).get(split)
+        if pattern:
+            images = [p for p in images if re.search(pattern, p.name[: -len(suffix)])]
         if not images:
-            raise UserError(f"{self.data['name']}: no *{suffix} images in {images_dir}")
+            which = f" of the {split} split (file names matching {pattern})" if pattern else ""
+            raise UserError(f"{self.data['name']}: no *{suffix} images{which} in {images_dir}")
         pairs = []
         for image in images:
             relative = image.relative_to(images_dir)

@@ -95,10 +95,14 @@ def _settings(request: ReproduceRequest, protocol: Protocol) -> dict:
         "resize_long_side": None if resize is None else int(resize),
         "reduce_zero_label": bool(protocol.data["reduce_zero_label"]),
         "ignore_index": int(protocol.data["ignore_index"]),
-        "background_index": int(protocol.data["background_index"]),
+        "background_index": _background(protocol.data["background_index"]),
         "vocabulary": protocol.data["vocabulary"],
         "options": options,
     }
+
+
+def _background(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def fingerprint(settings: dict, vocabulary_text: str) -> str:
@@ -180,7 +184,7 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
     vocabulary = load_vocabulary_file(protocol.vocabulary_path)
     names = vocabulary.names
     classes = len(names)
-    if not 0 <= settings["background_index"] < classes:
+    if settings["background_index"] is not None and not 0 <= settings["background_index"] < classes:
         raise UserError(
             f"background index {settings['background_index']} is not a class of {protocol.dataset}"
         )
@@ -230,7 +234,9 @@ def reproduce(request: ReproduceRequest, *, progress=None, cancel=None) -> dict:
                     )
                 if settings["reduce_zero_label"]:
                     label = mmseg_iou.reduce_zero_label(label, settings["ignore_index"])
-                prediction = np.where(values == 0, settings["background_index"], values.astype(np.int64) - 1)
+                # no background class (DLRSD): an unclassified pixel is predicted as no class (-1)
+                unclassified = -1 if settings["background_index"] is None else settings["background_index"]
+                prediction = np.where(values == 0, unclassified, values.astype(np.int64) - 1)
                 areas = mmseg_iou.image_areas(prediction, label, classes, settings["ignore_index"])
                 image_weights = _weights(record)
                 run_settings = record.get("settings", {})

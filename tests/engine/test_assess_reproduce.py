@@ -1,4 +1,4 @@
-"""``reproduce`` end to end on a tiny synthetic dataset in each of the eight reference layouts, with a
+"""``reproduce`` end to end on a tiny synthetic dataset in each reference layout, with a
 tiny random-weights SegEarth-OV: the figures are meaningless, the bookkeeping is checked against a plain
 per-pixel mIoU of the same predictions; resume after an interruption; settings changes start afresh."""
 
@@ -45,8 +45,9 @@ def synthetic_dataset(root: Path, dataset: str, images: int = 2, seed: int = 0) 
     protocol = load_protocol(dataset).data
     classes = len(json.loads(Path(load_protocol(dataset).vocabulary_path).read_text())["classes"])
     rng = np.random.default_rng(seed)
+    first = 80 if protocol.get("split_stems") else 0  # DLRSD's val split: image numbers 80..99
     for i in range(images):
-        name = f"tile_{i:02d}"
+        name = f"tile_{first + i:02d}"
         save(
             root / protocol["images"] / f"{name}{protocol['image_suffix']}",
             rng.integers(0, 256, (3, SIZE[1], SIZE[0]), dtype=np.uint8),

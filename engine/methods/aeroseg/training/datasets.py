@@ -1,7 +1,8 @@
 """The benchmark training protocols (``train --dataset NAME --root DIR``): a dataset's train split read
 lazily, image by image, as the published protocol lays it out (``resources/benchmarks/NAME.json``, the
 same files ``reproduce`` uses for its val split; the train folders are the val folders with ``val``
-replaced by ``train``). Label value k (after mmseg's ``reduce_zero_label`` where the protocol says so)
+replaced by ``train``, or, where a protocol names its splits by file stem as DLRSD's does, the same
+folders' ``train`` stems). Label value k (after mmseg's ``reduce_zero_label`` where the protocol says so)
 is the protocol vocabulary's class k; ``--unseen`` classes are left out of training (their pixels are
 ignored) and kept as names, so the model can be tested on them (h-mIoU). Which classes AerOSeg held out
 per dataset is not published: there are none unless ``--unseen`` names them.
@@ -58,6 +59,11 @@ def read_pair(image: Path, label: Path, lookup: np.ndarray) -> tuple[np.ndarray,
     """(3, H, W) uint8 RGB and (H, W) labels in our numbering (1..K, IGNORE); sizes must agree."""
     dataset, labels = _read(image, "image"), _read(label, "label")
     rgb = read_rgb(dataset)
+    if labels.RasterCount != 1:
+        raise UserError(
+            f"{label} has {labels.RasterCount} bands: a label must be one band of class values (a colour"
+            " rendering of the labels cannot be read as classes)"
+        )
     values = labels.GetRasterBand(1).ReadAsArray()
     if values.shape != rgb.shape[1:]:
         raise UserError(f"{label} is {values.shape[1]}x{values.shape[0]} px but {image} is not")
@@ -72,11 +78,14 @@ def benchmark_data(dataset: str, root: str, unseen: list[str], validation_images
     if not root or not Path(root).is_dir():
         raise UserError(f"--dataset {dataset} needs --root DIR, the dataset's folder (got {root!r})")
     data = protocol.data
-    train = Protocol(
-        protocol.dataset,
-        {**data, "images": _train_folder(data["images"]), "labels": _train_folder(data["labels"])},
-    )
-    pairs = train.pairs(Path(root))
+    if data.get("split_stems"):  # one folder, the splits told apart by file name (DLRSD)
+        pairs = protocol.pairs(Path(root), split="train")
+    else:
+        train = Protocol(
+            protocol.dataset,
+            {**data, "images": _train_folder(data["images"]), "labels": _train_folder(data["labels"])},
+        )
+        pairs = train.pairs(Path(root))
     vocabulary = load_vocabulary_file(protocol.vocabulary_path)
     every = [list(c.synonyms) or [c.name] for c in vocabulary.classes]
     names = [c.name.lower() for c in vocabulary.classes]
