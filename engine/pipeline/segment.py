@@ -423,6 +423,7 @@ def _sidecar_record(prepared, vocabulary, method, settings, stretch, thresholds,
         "warnings": list(prepared.warnings),
     }
 
+
 def _placement_record(grid) -> dict:
     """How the outputs are placed: "geometry" (geotransform, gcps, rpc, warped from gcps, none) and the
     outputs' own GCPs or RPCs (those of the input shifted to the window)."""
