@@ -71,6 +71,9 @@ REFERENCE: dict[tuple[str, str, str], Reference] = {
     ("segearth-ov3", "", "float32"): Reference(
         234.487, 210.86, "float32", "cpu/segearth-ov3/tile/float32", 31.008 + 9.109
     ),
+    ("segearth-ov3", "", "bfloat16"): Reference(
+        64.455, 400.22, "bfloat16", "cpu/segearth-ov3/tile/bfloat16", 12.536 + 10.096
+    ),
 }
 #: ReSeg-CLIP's default SAM architecture (the registry's default SAM is sam-vit-h).
 DEFAULT_SAM = "vit_h"
