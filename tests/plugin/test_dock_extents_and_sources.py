@@ -149,23 +149,33 @@ def test_what_the_map_shows_over_an_xyz_layer_is_segmented(
 
 
 def test_a_rectangle_drawn_on_the_map_becomes_the_extent_and_is_outlined(dock, qgis_canvas, qgis_iface):  # noqa: F811
-    qgis_iface.mainWindow().show()  # the dock is really shown (offscreen): the outline follows that
-    qgis_canvas.setDestinationCrs(UTM)
-    qgis_canvas.resize(600, 400)
-    qgis_canvas.setExtent(QgsRectangle(346_000, 5_647_500, 346_600, 5_647_900))
-    qgis_canvas.refresh()
+    window, size = qgis_iface.mainWindow(), qgis_canvas.size()
+    window.show()  # the dock is really shown (offscreen): the outline follows that
+    try:
+        drawn_and_outlined(dock, qgis_canvas)
+    finally:
+        window.hide()
+        qgis_canvas.resize(size)  # as the other tests know it
+        QCoreApplication.processEvents()
+
+
+def drawn_and_outlined(dock, canvas) -> None:  # noqa: F811
+    canvas.setDestinationCrs(UTM)
+    canvas.setExtent(QgsRectangle(346_000, 5_647_500, 346_600, 5_647_900))
+    canvas.refresh()
     QCoreApplication.processEvents()
     dock.show()
-    dock.extent_widget.setMapCanvas(qgis_canvas)
+    dock.extent_widget.setMapCanvas(canvas)
     dock.extent_widget.setOutputExtentFromDrawOnCanvas()  # the widget's "Draw on Canvas"
-    viewport = qgis_canvas.viewport()
-    start, end = QPoint(100, 80), QPoint(400, 300)
+    viewport = canvas.viewport()
+    w, h = viewport.width(), viewport.height()
+    start, end = QPoint(w // 6, h // 5), QPoint(w * 2 // 3, h * 3 // 4)
     QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
     for step in range(1, 6):
         QTest.mouseMove(viewport, start + (end - start) * (step / 5))
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
     QCoreApplication.processEvents()
-    pixel_to_map = qgis_canvas.getCoordinateTransform()
+    pixel_to_map = canvas.getCoordinateTransform()
     corner_a, corner_b = pixel_to_map.toMapCoordinates(start), pixel_to_map.toMapCoordinates(end)
     drawn = QgsRectangle(corner_a, corner_b)
     extent = dock.current_extent()
@@ -179,7 +189,6 @@ def test_a_rectangle_drawn_on_the_map_becomes_the_extent_and_is_outlined(dock, q
     dock.close()
     QCoreApplication.processEvents()
     assert dock.extent_outline.band.asGeometry().isEmpty()  # no outline while the panel is closed
-    qgis_iface.mainWindow().hide()
 
 
 def test_the_selected_features_give_the_extent(dock, qgis_iface, qgis_new_project):  # noqa: F811
