@@ -68,15 +68,20 @@ class SegmentRun(QObject):
         self.context = QgsProcessingContext()
         self.context.setProject(self.project)
         self.task: QgsProcessingAlgRunnerTask | None = None
+        self.algorithm = None  # the instance this run checks and runs (kept alive with the run)
         self.group = None
         self.status: str | None = None
 
     def start(self) -> None:
-        algorithm = QgsApplication.processingRegistry().algorithmById("rs_ovseg:segment")
-        if algorithm is None:  # the provider is not registered (e.g. Processing disabled)
+        registered = QgsApplication.processingRegistry().algorithmById("rs_ovseg:segment")
+        if registered is not None:
+            # A fresh instance: its parameters were made now, so they offer the AerOSeg models trained
+            # since the provider loaded (the registered one lists those of that moment).
+            algorithm = self.algorithm = registered.create()
+        else:  # the provider is not registered (e.g. Processing disabled)
             from ..processing.segment_algorithm import SegmentAlgorithm
 
-            algorithm = SegmentAlgorithm()
+            algorithm = self.algorithm = SegmentAlgorithm()
             algorithm.initAlgorithm()
         ok, message = algorithm.checkParameterValues(self.plan.parameters, self.context)
         if not ok:

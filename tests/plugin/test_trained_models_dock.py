@@ -3,13 +3,19 @@ trained, chosen like a method (its defaults shown), and sent to rs_ovseg:segment
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fixtures_engine import KOELN, needs_koeln, random_weight_engine  # noqa: F401
 from osgeo import gdal
-from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.PyQt.QtCore import QCoreApplication
 
 from rs_ovseg_qgis.core.trained_models import SETTING_TRAINED_MODELS, remember_model
+from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.ui.dock import RsOvsegDock
 from rs_ovseg_qgis.ui.trained_method_items import MODEL_ROLE
 
@@ -73,3 +79,43 @@ def test_a_trained_model_becomes_a_method_choice(dock, random_weight_engine, tmp
     dock.method_combo.setCurrentIndex(dock.method_combo.findData("reseg-clip"))  # its default: native GSD
     assert dock.gsd_spin.value() == pytest.approx(0.5)
     assert "AEROSEG_MODEL" not in dock.build_plan().parameters
+
+
+def test_a_model_trained_after_the_provider_loaded_segments_from_the_dock(
+    qgis_iface,
+    qgis_new_project,
+    qgis_processing,
+    random_weight_engine,
+    tmp_path,  # noqa: F811
+):
+    """The registered rs_ovseg:segment lists the models of the moment it was made; a run from the dock
+    with a model trained later must still be accepted and segment with that model."""
+    QgsSettings().remove(SETTING_TRAINED_MODELS)
+    registry = QgsApplication.processingRegistry()
+    provider = RsOvsegProvider()
+    registry.addProvider(provider)  # before the model exists, as when QGIS starts
+    dock = RsOvsegDock(qgis_iface.mainWindow(), qgis_iface)
+    try:
+        patch, model = train_tiny(random_weight_engine, tmp_path)
+        remember_model(model)
+        layer = QgsRasterLayer(patch, "patch", "gdal")
+        QgsProject.instance().addMapLayer(layer)
+        dock.layer_combo.setLayer(layer)
+        dock.extent_widget.setOutputExtentFromUser(layer.extent(), layer.crs())
+        dock.output_widget.setFilePath(str(tmp_path / "out"))
+        dock.method_combo.setCurrentIndex(dock.method_combo.findData(str(Path(model).resolve()), MODEL_ROLE))
+        dock.run_button.click()
+        end = time.monotonic() + 180
+        while dock.run is None or dock.run.status is None:
+            assert time.monotonic() < end, "the run did not finish"
+            QCoreApplication.processEvents()
+            time.sleep(0.02)
+        assert dock.run.status == "ok", dock.status_label.text()
+        sidecars = [p for p in (tmp_path / "out").rglob("*.json") if not p.name.endswith(".aeroseg.json")]
+        methods = [json.loads(p.read_text()).get("method", {}) for p in sidecars]
+        assert any(m.get("method") == "aeroseg" and m["model"]["name"] == "roofs" for m in methods)
+    finally:
+        dock.shutdown()
+        dock.deleteLater()
+        registry.removeProvider(provider)
+        QgsSettings().remove(SETTING_TRAINED_MODELS)
