@@ -180,7 +180,7 @@ def test_the_estimate_names_missing_weights_and_the_worker_downloads(tmp_path, m
     assert "SAM License" in missing[0]["licence"]
     assert replies["e2"]["result"]["missing_weights"] == []
     # The expected time comes from the full-size bench figure until a run here measures one.
-    assert replies["e1"]["result"]["time"]["case"] == "cpu/segearth-ov3/tile/float32"
+    assert replies["e1"]["result"]["time"]["case"].startswith("cpu/segearth-ov3/tile/")
     assert replies["d1"]["kind"] == "user" and "downloads are disabled" in replies["d1"]["message"]
     # A file in an offline folder counts as present.
     offline = tmp_path / "offline"
