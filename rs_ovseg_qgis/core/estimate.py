@@ -21,8 +21,9 @@ from .capture import CaptureResult, metres_to_map_units, pixel_size
 from .engine_client import EngineClient, EngineError
 
 # Engine options that change the plan, or the speed a window runs at (engine.pipeline.run_time); the
-# others (templates, attention, ...) matter to neither.
-PLAN_OPTIONS = ("batch_size", "tile_size", "dtype", "clip", "sam")
+# others (templates, attention, ...) matter to neither. A trained AerOSeg's model file and its window
+# options set the window geometry.
+PLAN_OPTIONS = ("batch_size", "tile_size", "dtype", "clip", "sam", "model", "crop_stride", "global_view")
 # The rendered GeoTIFF's bands: red, green, blue, alpha; the engine reads the first three.
 RENDERED_BANDS = 4
 

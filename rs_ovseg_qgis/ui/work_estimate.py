@@ -155,9 +155,13 @@ class WorkEstimate:
             self.time_label.setText(f"no estimate ({error})")
             return
         self._classes_estimated = self._estimate_classes()
+        options = options if isinstance(options, dict) else {}
+        trained = self.trained_items.chosen()
+        if trained is not None:  # a trained AerOSeg model: its own window size, classes and GSD
+            options = {**options, "model": trained.path}
         args = estimate_args(
             capture,
-            options if isinstance(options, dict) else {},
+            options,
             self._classes_estimated,
             method=self.method_combo.currentData(),
             device=self.device_combo.currentData(),

@@ -74,6 +74,18 @@ def test_a_trained_model_becomes_a_method_choice(dock, random_weight_engine, tmp
     assert dock.gsd_spin.value() == pytest.approx(1.0)  # the training GSD, not the layer's native 0.5 m
     parameters = dock.build_plan().parameters
     assert parameters["AEROSEG_MODEL"] == 1 and parameters["METHOD"] == 0
+    # The panel's estimate counts the model's own windows: at 0.1 m the 64 m patch is 640 px, 4 × 4
+    # blocks of 214 px (its 128-px window + stride 86, global view) where the spec's 384 gives 2 × 2.
+    dock.extent_widget.setOutputExtentFromUser(layer.extent(), layer.crs())
+    dock.last_estimate = None
+    dock.gsd_spin.setValue(0.1)
+    end = time.monotonic() + 60
+    while dock.last_estimate is None or list(dock.last_estimate["working_size"]) != [640, 640]:
+        assert time.monotonic() < end, f"no estimate: {dock.model_label.text()} {dock.time_label.text()}"
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+    assert dock.last_estimate["crop_evaluations"] == 16
+    assert "16 windows of the model" in dock.model_label.text()
     remember_model(model)  # listed again (refreshed): the choice stays on the model
     assert dock.method_combo.currentData(MODEL_ROLE) == str(tmp_path.resolve() / "roofs.safetensors")
     dock.method_combo.setCurrentIndex(dock.method_combo.findData("reseg-clip"))  # its default: native GSD
@@ -85,8 +97,8 @@ def test_a_model_trained_after_the_provider_loaded_segments_from_the_dock(
     qgis_iface,
     qgis_new_project,
     qgis_processing,
-    random_weight_engine,
-    tmp_path,  # noqa: F811
+    random_weight_engine,  # noqa: F811
+    tmp_path,
 ):
     """The registered rs_ovseg:segment lists the models of the moment it was made; a run from the dock
     with a model trained later must still be accepted and segment with that model."""
