@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProject,
+    QgsTask,
 )
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
@@ -90,6 +91,12 @@ class SegmentRun(QObject):
         self.feedback.progressChanged.connect(lambda value: self.progress.emit(value, self.feedback.text))
         # The task runs the algorithm's prepareAlgorithm here (main thread), then the rest in a thread.
         self.task = QgsProcessingAlgRunnerTask(algorithm, self.plan.parameters, self.context, self.feedback)
+        if self.task.status() == QgsTask.Terminated:
+            # prepareAlgorithm failed inside the constructor (e.g. an extent outside the layer): the task
+            # is cancelled before ``executed`` could be connected and will never run, so end here.
+            reason = "; ".join(self.feedback.errors) or "the run could not be prepared (see the RS OVSeg log)"
+            self._finish("failed", reason)
+            return
         self.task.setDescription(f"RS OVSeg: {self.plan.vocabulary.name}")
         self.task.executed.connect(self._executed)
         QgsApplication.taskManager().addTask(self.task)

@@ -195,6 +195,7 @@ def test_the_dock_refuses_to_write_over_the_input_layer(
     layer = QgsRasterLayer(str(imagery), "scene", "gdal")
     QgsProject.instance().addMapLayer(layer)
     dock.layer_combo.setLayer(layer)
+    dock.extent_widget.setOutputExtentFromUser(layer.extent(), layer.crs())
     dock.gsd_spin.setValue(4.0)
     planned = dock_module.plan_run_files
 
@@ -213,6 +214,25 @@ def test_the_dock_refuses_to_write_over_the_input_layer(
     assert dock.run_button.isEnabled()
 
 
+def test_a_run_that_cannot_be_prepared_ends_with_the_reason(
+    dock,
+    random_weight_engine,  # noqa: F811
+    imagery,
+):
+    layer = QgsRasterLayer(str(imagery), "scene", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    dock.layer_combo.setLayer(layer)
+    far_away = QgsRectangle(0, 0, 100, 100)  # the scene lies at 356 km east: no overlap
+    dock.extent_widget.setOutputExtentFromUser(far_away, layer.crs())
+    before = _project_state()
+    dock.run_button.click()
+    wait_for(lambda: dock.run.status is not None, timeout=30)  # the run used to wait here for ever
+    assert dock.run.status == "failed"
+    assert "extent" in dock.last_message[0]
+    assert _project_state() == before
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
 @needs_koeln
 def test_a_worker_killed_mid_run_ends_with_a_message_and_the_dock_runs_again(
     dock,
@@ -222,6 +242,7 @@ def test_a_worker_killed_mid_run_ends_with_a_message_and_the_dock_runs_again(
     layer = QgsRasterLayer(str(KOELN), "koeln", "gdal")
     QgsProject.instance().addMapLayer(layer)
     dock.layer_combo.setLayer(layer)
+    dock.extent_widget.setOutputExtentFromUser(layer.extent(), layer.crs())
     dock.gsd_spin.setValue(0.5)  # the whole tile at full resolution: long enough to be killed
     before = _project_state()
     dock.run_button.click()
