@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,6 +131,10 @@ def colour_table_entries(vocabulary: Vocabulary) -> list[tuple[int, int, int, in
     return [(0, 0, 0, 0), *((r, g, b, 255) for r, g, b in (c.colour for c in vocabulary.classes))]
 
 
+def _ignore_unraisable(_unraisable) -> None:
+    """``sys.unraisablehook`` while an abandoned dataset is dropped (see ``_BandWriter.abandon``)."""
+
+
 class _BandWriter:
     """One single-band GeoTIFF being written; every GDAL failure becomes ``write_failure`` naming the
     user's output (``shown_as``: the final path, not the temporary one)."""
@@ -157,15 +162,17 @@ class _BandWriter:
         """Drop the dataset after a failure without raising: its file is about to be deleted."""
         gdal = _gdal()
         # Closing a dataset whose disk is full fails again inside its destructor, where an exception
-        # can only be printed ("Exception ignored in ..."); quietly, with exceptions off for the moment.
+        # can only be printed ("Exception ignored in ..."): silence both for the moment. Exceptions are
+        # not switched off instead: gdal.DontUseExceptions() refuses once ogr has pushed its own handler.
+        unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = _ignore_unraisable
         gdal.PushErrorHandler("CPLQuietErrorHandler")
-        gdal.DontUseExceptions()
         try:
             self.band = None
             self.dataset = None
         finally:
-            gdal.UseExceptions()
             gdal.PopErrorHandler()
+            sys.unraisablehook = unraisable_hook
 
 
 class ClassRasterWriter(_BandWriter):
