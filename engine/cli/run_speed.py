@@ -56,6 +56,10 @@ def speed_key(args: Mapping) -> SpeedKey:
     sam = str(args.get("sam") or "") if method == "reseg-clip" else ""
     if method == "segearth-ov3":  # the tiny test architecture must not pass for the full model's speed
         sam = "" if str(args.get("sam3_config") or "full") == "full" else str(args["sam3_config"])
+    if method == "aeroseg":  # a tiny model must not pass for the full one, nor blocks for plain windows
+        from engine.methods.aeroseg.spec import speed_name
+
+        sam = speed_name(args)
     return SpeedKey(method, device, dtype, str(args.get("clip") or ""), sam)
 
 

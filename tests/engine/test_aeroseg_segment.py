@@ -262,3 +262,15 @@ def test_the_global_view_can_be_turned_off(trained, tmp_path):
             {"input": str(area), "method": "aeroseg", "model": str(trained), "global_view": "maybe",
              "out": str(tmp_path / "bad.tif")}
         )  # fmt: skip
+
+
+def test_run_speeds_are_kept_per_architecture_and_view(trained):
+    """A tiny model's measured seconds per window must not stand for the full model's (nor blocks with
+    the global view for plain windows): the speed store's key says which."""
+    from engine.cli.run_speed import speed_key
+
+    args = {"method": "aeroseg", "model": str(trained), "device": "cpu", "dtype": "float32"}
+    assert speed_key(args).sam == "tiny/global"
+    assert speed_key({**args, "global_view": "off"}).sam == "tiny/windows"
+    with pytest.raises(UserError, match="needs --model"):
+        speed_key({**args, "model": None})

@@ -87,6 +87,14 @@ def parse_on_off(value) -> bool:
     raise UserError(f"--global-view must be on or off, got {value!r}")
 
 
+def speed_name(extra: Mapping[str, Any]) -> str:
+    """What a trained model's time per window depends on besides the machine: its architecture and
+    whether a window is a window-block with the global view, e.g. "tiny/global"."""
+    architecture = (model_metadata(extra.get("model")).get("architecture") or {}).get("name", "?")
+    view = "global" if parse_on_off(extra.get("global_view", True)) else "windows"
+    return f"{architecture}/{view}"
+
+
 def parse_model(value) -> str:
     path = Path(str(value)).expanduser()
     if path.suffix.lower() != ".safetensors":
