@@ -65,7 +65,7 @@ SCALE_MOSAIC = 4
 class BenchCase:
     """One benchmark case. ``raster``: "tile" (the real tile), "tile:EDGE" (its top-left EDGE² pixels),
     "mosaic:N" (N × N copies of the base raster in a VRT), or "synthetic:EDGE" (random pixels, 0.5 m).
-    ``options``: extra ``segment`` options (names as in engine.cli.segment.DEFAULTS)."""
+    ``options``: extra ``segment`` options (request names, as engine.options.SegmentOptions)."""
 
     name: str
     method: str = "segearth-ov"
