@@ -1,6 +1,6 @@
 """``reproduce``: a method over a benchmark dataset, scored as the published tables were.
 
-Each image goes through the pipeline's pixel-space path (``engine.cli.segment.run_segment``: no
+Each image goes through the pipeline's pixel-space path (``engine.pipeline.job.run_segment``: no
 georeferencing, working resolution = the reference's resize to ``resize_long_side``), its class raster
 is turned into the dataset's class indices (raster value v ≥ 1 → v − 1; unclassified, i.e. below the
 probability threshold → ``background_index``, as the reference's ``bg_idx``), and its per-class areas
@@ -134,7 +134,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _segment_image(image: Path, settings: dict, vocabulary_path: Path, folder: Path, models, cancel) -> tuple:
     """Class raster values (H, W) of ``image`` and the run's record."""
-    from engine.cli.segment import run_segment
+    from engine.pipeline.job import run_segment
 
     gdal = gdal_module()
     dataset = gdal.Open(str(image))

@@ -1,4 +1,4 @@
-"""Runs one benchmark case in this process through the CLI's own path (``engine.cli.segment``).
+"""Runs one benchmark case in this process through the segment command's own path (``engine.pipeline.job``).
 
 Models are loaded once into a ``ModelCache`` (as the worker keeps them), then every run is the full
 ``run_segment``: open the raster, read, model, score, write the GeoTIFF and its sidecar. Warm-up runs
@@ -171,8 +171,8 @@ def run_case(
     measurements (see report.summarise)."""
     import torch
 
-    from engine.cli.segment import prepare_job, run_segment
     from engine.methods.registry import METHODS, ModelCache, create_method
+    from engine.pipeline.job import prepare_job, run_segment
 
     if case.method not in METHODS:
         return {"skipped": f"method {case.method!r} is not registered in engine.methods.registry.METHODS"}

@@ -35,8 +35,8 @@ def run_scale_comparison(
 ) -> dict:
     """Time ``options`` (the case's ``run_segment`` options) on a ``case.scale_workers``-worker
     LocalCluster against the local executor's ``local_seconds``."""
-    from engine.cli.segment import run_segment
     from engine.distributed.cluster import connect
+    from engine.pipeline.job import run_segment
 
     connection = connect(f"local:{case.scale_workers}")
     try:

@@ -332,7 +332,7 @@ class Worker:
         }
 
     def segment(self, key: str | None, args: dict) -> dict:
-        from engine.cli.segment import run_segment
+        from engine.pipeline.job import run_segment
         from engine.pipeline.progress import CancelToken
 
         token = self.token_for(key) if key is not None else CancelToken()

@@ -1,7 +1,7 @@
 """The run itself: raster in, raster out — tile plan, crop logits, kept logits, scoring, progress.
 
-``segment.py`` drives a run; ``tiling.py`` is its geometry; the rest are the stages it calls.
-May import runtime/, raster/, vocabulary and errors; the method arrives as an object (cli/ builds it
-through the registry). Imported by cli/, bench/, options/ (requests and settings) and assess/ (progress
-types).
+``job.py`` runs a request end to end (options → validated job → method → run), ``segment.py`` drives a
+run, ``tiling.py`` is its geometry; the rest are the stages they call. May import runtime/, raster/,
+options/, methods/ (only ``job.py``, which builds the method through the registry), vocabulary and
+errors. Imported by cli/, bench/, distributed/, options/ (requests and settings) and assess/.
 """

@@ -175,7 +175,7 @@ def segment_in_parts(
     cancel: CancelToken | None = None,
     record: dict | None = None,
 ):
-    """Run ``job_spec`` (engine.cli.segment.Job) block by block into part files, then assemble.
+    """Run ``job_spec`` (engine.pipeline.job.Job) block by block into part files, then assemble.
 
     ``executor_factory(job, stretch)`` gives the executor (its ``run(job, blocks, parts)`` yields each
     finished block's record). Returns a SegmentResult."""
@@ -302,7 +302,7 @@ def _parts_sidecar(prepared, vocabulary, settings, stretch, records, record, dev
 
 
 def run_in_parts(job_spec, *, models=None, progress=ignore_progress, cancel: CancelToken | None = None):
-    """``segment --resume`` or ``--executor dask`` for a validated request (engine.cli.segment.Job)."""
+    """``segment --resume`` or ``--executor dask`` for a validated request (engine.pipeline.job.Job)."""
     from engine.methods.registry import RANDOM_WEIGHTS_WARNING, ModelCache, create_method
     from engine.runtime.device import configure_determinism
 

@@ -58,8 +58,10 @@ def write_failure(error: BaseException, final: str | Path) -> UserError:
     text = str(error).strip()
     free = _free_bytes(folder)
     where = f"{folder} (on {mount_point(folder)})"
-    if code in _FULL_ERRNOS or any(w in text.lower() for w in _FULL_WORDS) or (
-        free is not None and free < FULL_BELOW_BYTES
+    if (
+        code in _FULL_ERRNOS
+        or any(w in text.lower() for w in _FULL_WORDS)
+        or (free is not None and free < FULL_BELOW_BYTES)
     ):
         left = f"{_size(free)} free" if free is not None else "no free space"
         return UserError(

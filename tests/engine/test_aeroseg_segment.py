@@ -12,11 +12,11 @@ import torch
 from osgeo import gdal
 
 from engine.cli import main
-from engine.cli.segment import run_segment
 from engine.errors import UserError
 from engine.methods.aeroseg.backbones import load_trained
 from engine.methods.aeroseg.method import AerOSegMethod, AerOSegSegmentSettings
 from engine.methods.aeroseg.model_file import read_tensors, save_tensors
+from engine.pipeline.job import run_segment
 from tests.engine.aeroseg_data import KOELN, patch_vrt, write_polygons
 
 pytestmark = [

@@ -14,11 +14,11 @@ from osgeo import gdal
 from raster_files import UTM_1M, random_bands, write_raster
 
 from engine.cli import build_parser
-from engine.cli.segment import run_segment
 from engine.errors import UserError
 from engine.methods.catalogue import SPECS
 from engine.methods.registry import MethodOptions, ModelCache, create_method
 from engine.options import SegmentOptions
+from engine.pipeline.job import run_segment
 from engine.pipeline.scoring import score
 from engine.pipeline.tiling import crop_spans, padded_length
 from engine.sam.window_masks import SamWindowMasks

@@ -17,8 +17,8 @@ import pytest
 from osgeo import gdal
 from raster_files import random_raster
 
-from engine.cli.segment import run_segment
 from engine.errors import UserError
+from engine.pipeline.job import run_segment
 from engine.pipeline.parts import parts_folder_for
 from engine.pipeline.progress import ProgressEvent
 
