@@ -16,17 +16,14 @@ from qgis.core import (
     QgsLayerTreeGroup,
     QgsLayerTreeNode,
     QgsMapLayer,
-    QgsProcessingAlgRunnerTask,
-    QgsProcessingContext,
     QgsProject,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..definitions import ASSESS_ALGORITHM_ID, PROVIDER_ID
+from .algorithm_task import AlgorithmRun
 from .assessment import REPORT_PROPERTY, ReportError, percent, read_report, summarize
 from .outputs import check_output_dir, unique_stem
-from .segment_run import _Feedback
 
 # Files one assessment writes beside each other, by role.
 ASSESS_SUFFIXES = {"report": ".json", "figure": ".png", "table": "_confusion.gpkg"}
@@ -60,23 +57,18 @@ class AssessPlan:
     map_layer: QgsMapLayer | None = None
 
 
-class AssessRun(QObject):
+class AssessRun(AlgorithmRun):
     """Signals ``progress(percent, text)`` and ``finished(status, message)`` ("ok", "cancelled",
     "failed"). After "ok": ``report`` (dict), ``report_path``, ``figure_path`` (None without figure),
     ``table`` (the layer added)."""
 
-    progress = pyqtSignal(float, str)
-    finished = pyqtSignal(str, str)
+    OUTPUT_KEY = "OUTPUT_REPORT"
+    CANCELLED_MESSAGE = "assessment cancelled: nothing was added to the project"
+    FAILED_MESSAGE = "the assessment failed (see the RS OVSeg log)"
 
     def __init__(self, plan: AssessPlan, project: QgsProject | None = None, parent=None):
-        super().__init__(parent)
+        super().__init__(project, parent)
         self.plan = plan
-        self.project = project or QgsProject.instance()
-        self.feedback = _Feedback()
-        self.context = QgsProcessingContext()
-        self.context.setProject(self.project)
-        self.task: QgsProcessingAlgRunnerTask | None = None
-        self.status: str | None = None
         self.report: dict | None = None
         self.report_path: Path | None = None
         self.figure_path: Path | None = None
@@ -89,35 +81,9 @@ class AssessRun(QObject):
 
             algorithm = AssessAlgorithm()
             algorithm.initAlgorithm()
-        ok, message = algorithm.checkParameterValues(self.plan.parameters, self.context)
-        if not ok:
-            self._finish("failed", message)
-            return
-        self.feedback.progressChanged.connect(self._feedback_progress)
-        self.task = QgsProcessingAlgRunnerTask(algorithm, self.plan.parameters, self.context, self.feedback)
-        self.task.setDescription("RS OVSeg: accuracy assessment")
-        self.task.executed.connect(self._executed)
-        QgsApplication.taskManager().addTask(self.task)
+        self._launch(algorithm, self.plan.parameters, "RS OVSeg: accuracy assessment")
 
-    def _feedback_progress(self, value: float) -> None:  # queued to the main thread (a QObject slot)
-        self.progress.emit(value, self.feedback.text)
-
-    def cancel(self) -> None:
-        self.feedback.cancel()
-        if self.task is not None:
-            self.task.cancel()
-
-    def is_running(self) -> bool:
-        return self.task is not None and self.status is None
-
-    def _executed(self, successful: bool, results: dict) -> None:
-        if self.feedback.isCanceled():
-            self._finish("cancelled", "assessment cancelled: nothing was added to the project")
-            return
-        if not successful or not results.get("OUTPUT_REPORT"):
-            reason = "; ".join(self.feedback.errors) or "the assessment failed (see the RS OVSeg log)"
-            self._finish("failed", reason)
-            return
+    def _succeeded(self, results: dict) -> None:
         try:
             self.report = read_report(results["OUTPUT_REPORT"])
         except ReportError as error:
@@ -153,8 +119,7 @@ class AssessRun(QObject):
             node.setCustomProperty(REPORT_PROPERTY, str(self.report_path))
 
     def _finish(self, status: str, message: str) -> None:
-        self.status = status
         # Layers Processing opened from file paths (a reference given as a file) live in the context's
         # store; let them go now, not whenever Python collects this object (maybe after QGIS is gone).
         self.context.temporaryLayerStore().removeAllMapLayers()
-        self.finished.emit(status, message)
+        super()._finish(status, message)

@@ -9,7 +9,6 @@ created only after the engine succeeded, so a failed or cancelled run leaves no 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from qgis.core import (
@@ -33,7 +32,6 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..core import engine_service
 from ..core.assessment import (
     ReportError,
     confusion_features,
@@ -43,8 +41,8 @@ from ..core.assessment import (
     summarize,
 )
 from ..core.capture import CaptureError, crs_id, file_source_path, transform_extent
-from ..core.engine_client import EngineCancelledError, EngineError
 from ..definitions import ASSESS_ALGORITHM_ID
+from .engine_feedback import request_engine
 
 # Formats the engine opens polygons from; any other source (memory layer, filter, selection, a layer
 # inside a multi-layer file) is first written to a temporary GeoPackage by Processing.
@@ -163,16 +161,11 @@ class AssessAlgorithm(QgsProcessingAlgorithm):
     # --- background thread: the engine -------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         args = self.engine_args(parameters, context, feedback)
-        try:
-            result = engine_service.shared_client().request(
-                "evaluate", args, on_event=feedback_events(feedback), is_cancelled=feedback.isCanceled
-            )
-        except EngineCancelledError:
-            feedback.pushInfo("cancelled: the engine stopped and wrote no report")
+        result = request_engine(
+            "evaluate", args, feedback, "cancelled: the engine stopped and wrote no report"
+        )
+        if result is None:
             return {}
-        except EngineError as error:
-            message = str(error) if error.kind == "user" else f"the engine failed: {error}"
-            raise QgsProcessingException(message) from error
         try:
             report = report_from_result(result)
         except ReportError as error:
@@ -283,22 +276,3 @@ def check_overlap(
             f"the reference {name} does not overlap the map {map_layer.name()} "
             f"({where} in {map_layer.crs().authid() or 'its CRS'}): choose a reference of the same area"
         )
-
-
-def feedback_events(feedback) -> Callable[[dict], None]:
-    """Shows the worker's progress and log events in Processing's feedback."""
-
-    def on_event(event: dict) -> None:
-        if event.get("event") == "progress":
-            feedback.setProgress(100.0 * float(event.get("fraction", 0.0)))
-            text = event.get("message") or event.get("stage") or ""
-            if text:
-                feedback.setProgressText(str(text))
-        elif event.get("event") == "log":
-            level, message = event.get("level", "info"), str(event.get("message", ""))
-            if level in ("warning", "error"):
-                feedback.reportError(message, False)
-            else:
-                feedback.pushInfo(message)
-
-    return on_event

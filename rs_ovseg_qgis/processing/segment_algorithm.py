@@ -50,6 +50,7 @@ from ..core.styling import save_default_style, style_class_layer, style_polygon_
 from ..core.trained_models import trained_models
 from ..core.vocabulary import Vocabulary, VocabularyError
 from ..definitions import DEVICES, METHODS, SAM3_PRESETS, SEGMENT_ALGORITHM_ID
+from .engine_feedback import engine_failure, feedback_events
 
 DEFAULT_CLASSES = "building,roof,house\nroad\ntree,forest\nwater,river\ngrass"
 # Resolution used to render a non-file layer when RESOLUTION is 0 and the layer has no pixel size.
@@ -318,19 +319,6 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             options=options,
         )
 
-        def on_event(event: dict) -> None:
-            if event.get("event") == "progress":
-                feedback.setProgress(100.0 * float(event.get("fraction", 0.0)))
-                text = event.get("message") or event.get("stage") or ""
-                if text:
-                    feedback.setProgressText(str(text))
-            elif event.get("event") == "log":
-                level, message = event.get("level", "info"), str(event.get("message", ""))
-                if level in ("warning", "error"):
-                    feedback.reportError(message, False)
-                else:
-                    feedback.pushInfo(message)
-
         try:
             args = job.engine_args()
         except ValueError as error:
@@ -342,16 +330,16 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             # The engine's one rule decides for the files this algorithm writes itself too (polygons,
             # style): none may be a file of the input layer, nor another output.
             client.request("check_outputs", {"inputs": input_files(job.capture.path), "outputs": written})
-            result = client.request("segment", args, on_event=on_event, is_cancelled=feedback.isCanceled)
+            result = client.request(
+                "segment", args, on_event=feedback_events(feedback), is_cancelled=feedback.isCanceled
+            )
         except EngineCancelledError:
             feedback.pushInfo("cancelled: the engine stopped and wrote nothing")
             return {}
         except EngineError as error:
             if isinstance(error, EngineDiedError):
                 remove_engine_leftovers([out, confidence, args_sidecar(out)])
-            if error.kind == "user":
-                raise QgsProcessingException(str(error)) from error
-            raise QgsProcessingException(f"the engine failed: {error}") from error
+            raise engine_failure(error) from error
         finally:
             if self._rendered_file and os.path.exists(self._rendered_file):
                 os.remove(self._rendered_file)

@@ -25,11 +25,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import engine_service
 from ..core.capture import file_source_path
-from ..core.engine_client import EngineCancelledError, EngineError
 from ..core.trained_models import remember_model
-from .assess_algorithm import ENGINE_VECTOR_FORMATS, feedback_events
+from .assess_algorithm import ENGINE_VECTOR_FORMATS
+from .engine_feedback import request_engine
 
 TRAIN_ALGORITHM_ID = "train"
 #: (engine architecture name, label): the paper's model, and a tiny one to try the loop in a minute.
@@ -143,16 +142,10 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         args = self.engine_args(parameters, context, feedback)
-        try:
-            result = engine_service.shared_client().request(
-                "train", args, on_event=feedback_events(feedback), is_cancelled=feedback.isCanceled
-            )
-        except EngineCancelledError:
-            feedback.pushInfo("cancelled: no model was written (the last checkpoint can be resumed)")
+        cancelled = "cancelled: no model was written (the last checkpoint can be resumed)"
+        result = request_engine("train", args, feedback, cancelled)
+        if result is None:
             return {}
-        except EngineError as error:
-            message = str(error) if error.kind == "user" else f"the engine failed: {error}"
-            raise QgsProcessingException(message) from error
         self._trained = result.get("model", args["out"])
         validation = result.get("validation") or {}
         if validation.get("miou") is not None:
