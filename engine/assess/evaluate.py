@@ -25,7 +25,7 @@ from engine.vocabulary import UNCLASSIFIED_NAME
 from . import area_estimates, metrics
 from .confusion import BLOCK, ConfusionCounts, add_block, map_value_lookup
 from .correspondence import build_correspondence, load_mapping
-from .map_classes import read_map_classes
+from .map_classes import open_map, read_map_classes
 from .outputs import write_outputs
 from .pixel_area import SQUARE_METRES_PER_HECTARE, row_areas
 from .reference import TargetGrid, opened_reference
@@ -44,12 +44,7 @@ def file_sha256(path: str, chunk: int = 4 * 2**20) -> str | None:
 
 def _open_map(prediction: str):
     gdal = gdal_module()
-    if not Path(prediction).exists():
-        raise UserError(f"map not found: {prediction}")
-    try:
-        dataset = gdal.Open(str(prediction))
-    except RuntimeError as exc:
-        raise UserError(f"cannot open the map {prediction}: {exc}") from None
+    dataset = open_map(prediction)
     band = dataset.GetRasterBand(1)
     if band.DataType not in (gdal.GDT_Byte, gdal.GDT_UInt16):
         raise UserError(f"{prediction} is not a class raster (8- or 16-bit unsigned integers expected)")
@@ -137,19 +132,8 @@ def evaluate_map(
                     0.02 + 0.93 * (done + 1) / len(blocks), "assess", f"block {done + 1}/{len(blocks)}"
                 )
             )
-        result = _report(
-            prediction,
-            reference,
-            ref,
-            map_classes,
-            correspondence,
-            counts,
-            target,
-            georeferenced,
-            ignore,
-            bbox,
-            bbox_crs,
-        )
+        inputs = _inputs_section(prediction, reference, ref, map_classes, target, bbox, bbox_crs)
+        result = _report(ref, correspondence, counts, georeferenced, ignore, inputs)
     dataset = None
     cancel.check()
     progress(ProgressEvent(0.96, "write", "writing the report"))
@@ -183,19 +167,34 @@ def _kept_classes(counts: ConfusionCounts, names: list[str]) -> list[int]:
     return shown
 
 
-def _report(
-    prediction,
-    reference,
-    ref,
-    map_classes,
-    correspondence,
-    counts,
-    target,
-    georeferenced,
-    ignore,
-    bbox,
-    bbox_crs,
-):
+def _inputs_section(prediction, reference, ref, map_classes, target: TargetGrid, bbox, bbox_crs) -> dict:
+    """The report's ``inputs``: which files were assessed (paths, checksums) and over which window."""
+    return {
+        "prediction": {
+            "path": str(Path(prediction).resolve()),
+            "sha256": file_sha256(prediction),
+            "classes_from": map_classes.source,
+            "sidecar": map_classes.sidecar,
+            "window": {
+                "xoff": target.xoff,
+                "yoff": target.yoff,
+                "width": target.width,
+                "height": target.height,
+            },
+            "bbox": bbox,
+            "bbox_crs": bbox_crs,
+        },
+        "reference": {
+            "path": str(Path(reference).resolve()),
+            "sha256": file_sha256(reference),
+            "kind": ref.kind,
+            "onto_map_grid": ref.how,
+            "field": ref.field_name,
+        },
+    }
+
+
+def _report(ref, correspondence, counts, georeferenced, ignore, inputs: dict) -> dict:
     names_all = correspondence.names
     kept = _kept_classes(counts, names_all)
     names = [names_all[i] for i in kept]
@@ -239,29 +238,7 @@ def _report(
             "ignore": ignore,
             "reference_names": {str(c): n for c, n in sorted((ref.names or {}).items())},
         },
-        "inputs": {
-            "prediction": {
-                "path": str(Path(prediction).resolve()),
-                "sha256": file_sha256(prediction),
-                "classes_from": map_classes.source,
-                "sidecar": map_classes.sidecar,
-                "window": {
-                    "xoff": target.xoff,
-                    "yoff": target.yoff,
-                    "width": target.width,
-                    "height": target.height,
-                },
-                "bbox": bbox,
-                "bbox_crs": bbox_crs,
-            },
-            "reference": {
-                "path": str(Path(reference).resolve()),
-                "sha256": file_sha256(reference),
-                "kind": ref.kind,
-                "onto_map_grid": ref.how,
-                "field": ref.field_name,
-            },
-        },
+        "inputs": inputs,
         "area_estimates": _area_section(counts, kept, names, georeferenced),
         "notes": list(ref.notes),
     }

@@ -40,15 +40,20 @@ def _sidecar_vocabulary(path: Path) -> list[dict] | None:
     return vocabulary if isinstance(vocabulary, list) else None
 
 
-def read_map_classes(prediction: str) -> MapClasses:
-    """Classes 1..N of ``prediction`` from its category names, synonyms from its sidecar when present."""
+def open_map(prediction: str):
+    """The GDAL dataset of the class raster ``prediction``; a missing or unreadable file is a UserError."""
     gdal = gdal_module()
     if not Path(prediction).exists():
         raise UserError(f"map not found: {prediction}")
     try:
-        dataset = gdal.Open(str(prediction))
+        return gdal.Open(str(prediction))
     except RuntimeError as exc:
         raise UserError(f"cannot open the map {prediction}: {exc}") from None
+
+
+def read_map_classes(prediction: str) -> MapClasses:
+    """Classes 1..N of ``prediction`` from its category names, synonyms from its sidecar when present."""
+    dataset = open_map(prediction)
     dataset.GetMetadata()  # GDAL 3.6 loads the PAM side file (category names) lazily
     names = list(dataset.GetRasterBand(1).GetCategoryNames() or [])
     dataset = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.errors import Cancelled, UserError
+from engine.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,11 +63,28 @@ def _figure(value) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from engine.assess.evaluate import evaluate_map
-    from engine.pipeline.progress import CancelToken, TerminalProgressBar, ignore_progress
+    from engine.cli.console import run_on_console
 
-    progress = ignore_progress if args.quiet else TerminalProgressBar(sys.stderr)
-    try:
-        report = evaluate_map(
+    def summary(report: dict) -> None:
+        print(
+            f"overall accuracy {_figure(report['overall_accuracy'])}  kappa {_figure(report['kappa'])}  "
+            f"mIoU {_figure(report['miou'])}  mF1 {_figure(report['mf1'])}  "
+            f"({report['assessed_pixels']} pixels assessed)"
+        )
+        if report["unmatched_reference_codes"]:
+            names = report["unmatched_reference_names"]
+            listed = ", ".join(
+                f"{names.get(code, code)} ({pixels} px)"
+                for code, pixels in report["unmatched_reference_codes"].items()
+            )
+            print(
+                f"reference classes matching no map class (not assessed; see --mapping): {listed}",
+                file=sys.stderr,
+            )
+        print(args.report)
+
+    return run_on_console(
+        lambda progress, cancel: evaluate_map(
             args.prediction,
             args.reference,
             reference_field=args.reference_field,
@@ -79,28 +96,10 @@ def run(args: argparse.Namespace) -> int:
             csv=args.csv,
             plot=args.plot,
             progress=progress,
-            cancel=CancelToken(),
-        )
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (Cancelled, KeyboardInterrupt):
-        print("cancelled: nothing was written", file=sys.stderr)
-        return 130
-    print(
-        f"overall accuracy {_figure(report['overall_accuracy'])}  kappa {_figure(report['kappa'])}  "
-        f"mIoU {_figure(report['miou'])}  mF1 {_figure(report['mf1'])}  "
-        f"({report['assessed_pixels']} pixels assessed)"
+            cancel=cancel,
+        ),
+        summary,
+        quiet=args.quiet,
+        log_level=None,
+        signals=False,
     )
-    if report["unmatched_reference_codes"]:
-        names = report["unmatched_reference_names"]
-        listed = ", ".join(
-            f"{names.get(code, code)} ({pixels} px)"
-            for code, pixels in report["unmatched_reference_codes"].items()
-        )
-        print(
-            f"reference classes matching no map class (not assessed; see --mapping): {listed}",
-            file=sys.stderr,
-        )
-    print(args.report)
-    return 0

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-
-from engine.errors import Cancelled, UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,14 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.assess.reproduce import METHOD_OPTIONS, ReproduceRequest, reproduce
-    from engine.pipeline.progress import CancelToken, TerminalProgressBar, ignore_progress
+    from engine.cli.console import run_on_console
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    engine_logger = logging.getLogger("engine")
-    engine_logger.addHandler(handler)
-    engine_logger.setLevel(logging.WARNING)
-    engine_logger.propagate = False
     request = ReproduceRequest(
         dataset=args.dataset,
         root=args.root,
@@ -84,25 +75,21 @@ def run(args: argparse.Namespace) -> int:
         keep_predictions=args.keep_predictions,
         options={name: getattr(args, name) for name in METHOD_OPTIONS if getattr(args, name) is not None},
     )
-    progress = ignore_progress if args.quiet else TerminalProgressBar(sys.stderr)
-    try:
-        report = reproduce(request, progress=progress, cancel=CancelToken())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (Cancelled, KeyboardInterrupt):
+
+    def summary(report: dict) -> None:
+        published = report["published_miou_percent"]
         print(
-            "interrupted: per-image results are kept; run the same command again to resume", file=sys.stderr
+            f"{report['dataset_name']} {report['method']}: mIoU {report['miou_percent']} % over "
+            f"{report['images']['evaluated']} images"
+            + ("" if published is None else f" (published {published} %)")
         )
-        return 130
-    finally:
-        engine_logger.removeHandler(handler)
-        engine_logger.propagate = True
-    published = report["published_miou_percent"]
-    print(
-        f"{report['dataset_name']} {report['method']}: mIoU {report['miou_percent']} % over "
-        f"{report['images']['evaluated']} images"
-        + ("" if published is None else f" (published {published} %)")
+        print(args.report)
+
+    return run_on_console(
+        lambda progress, cancel: reproduce(request, progress=progress, cancel=cancel),
+        summary,
+        quiet=args.quiet,
+        stopped="interrupted: per-image results are kept; run the same command again to resume",
+        log_level=logging.WARNING,
+        signals=False,
     )
-    print(args.report)
-    return 0

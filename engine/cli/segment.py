@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from engine.errors import Cancelled, UserError
 from engine.methods.catalogue import DEFAULT_METHOD, SPECS
 from engine.methods.reseg.spec import parse_parameter_sets  # noqa: F401 (kept importable from here)
 from engine.methods.spec import FIDELITIES
@@ -122,33 +120,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli.interrupts import Stopped, exit_status, stop_on_signals
-    from engine.pipeline.progress import CancelToken, TerminalProgressBar, ignore_progress
+    from engine.cli.console import run_on_console
 
-    # The engine's warnings (random weights, no georeferencing, ...) always reach the user's terminal.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    engine_logger = logging.getLogger("engine")
-    engine_logger.addHandler(handler)
-    engine_logger.setLevel(logging.INFO)
-    engine_logger.propagate = False
-    progress = ignore_progress if args.quiet else TerminalProgressBar(sys.stderr)
-    cancel = CancelToken()
-    try:
-        with stop_on_signals():  # SIGTERM too unwinds the run, so its temporary files are removed
-            result = run_segment(vars(args), progress=progress, cancel=cancel)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (Cancelled, KeyboardInterrupt) as exc:
-        why = f"stopped by {exc.name}" if isinstance(exc, Stopped) else "cancelled"
-        print(f"{why}: nothing was written", file=sys.stderr)
-        return exit_status(exc)
-    finally:
-        engine_logger.removeHandler(handler)
-        engine_logger.propagate = True
-    print(result.out)
-    if result.confidence:
-        print(result.confidence)
-    print(result.sidecar)
-    return 0
+    def report(result) -> None:
+        print(result.out)
+        if result.confidence:
+            print(result.confidence)
+        print(result.sidecar)
+
+    # The engine's warnings (random weights, no georeferencing, ...) always reach the user's terminal;
+    # SIGTERM too unwinds the run, so its temporary files are removed.
+    return run_on_console(
+        lambda progress, cancel: run_segment(vars(args), progress=progress, cancel=cancel),
+        report,
+        quiet=args.quiet,
+    )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from engine.errors import Cancelled, UserError
+from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -163,37 +163,20 @@ def run_train(raw: Mapping[str, Any], *, progress=None, cancel=None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli.interrupts import Stopped, exit_status, stop_on_signals
-    from engine.pipeline.progress import CancelToken, TerminalProgressBar, ignore_progress
+    from engine.cli.console import run_on_console
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    engine_logger = logging.getLogger("engine")
-    engine_logger.addHandler(handler)
-    engine_logger.setLevel(logging.INFO)
-    engine_logger.propagate = False
-    progress = ignore_progress if args.quiet else TerminalProgressBar(sys.stderr)
-    try:
-        with stop_on_signals():
-            metadata = run_train(vars(args), progress=progress, cancel=CancelToken())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (Cancelled, KeyboardInterrupt) as exc:
-        why = f"stopped by {exc.name}" if isinstance(exc, Stopped) else "cancelled"
-        print(
-            f"{why}: the model was not written; the last checkpoint (if any) resumes with --resume",
-            file=sys.stderr,
-        )
-        return exit_status(exc)
-    finally:
-        engine_logger.removeHandler(handler)
-        engine_logger.propagate = True
-    validation = metadata.get("validation") or {}
-    if validation.get("miou") is not None:
-        print(
-            f"validation mIoU {validation['miou']:.3f} on {validation['pixels']} held-out pixels",
-            file=sys.stderr,
-        )
-    print(args.out)
-    return 0
+    def report(metadata: dict) -> None:
+        validation = metadata.get("validation") or {}
+        if validation.get("miou") is not None:
+            print(
+                f"validation mIoU {validation['miou']:.3f} on {validation['pixels']} held-out pixels",
+                file=sys.stderr,
+            )
+        print(args.out)
+
+    return run_on_console(
+        lambda progress, cancel: run_train(vars(args), progress=progress, cancel=cancel),
+        report,
+        quiet=args.quiet,
+        stopped="{why}: the model was not written; the last checkpoint (if any) resumes with --resume",
+    )
