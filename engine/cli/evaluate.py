@@ -100,6 +100,4 @@ def run(args: argparse.Namespace) -> int:
         ),
         summary,
         quiet=args.quiet,
-        log_level=None,
-        signals=False,
     )

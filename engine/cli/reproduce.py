@@ -91,5 +91,4 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         stopped="interrupted: per-image results are kept; run the same command again to resume",
         log_level=logging.WARNING,
-        signals=False,
     )
