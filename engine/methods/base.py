@@ -21,8 +21,9 @@ class DenseMethod(Protocol):
     crop_size: int
     crop_stride: int
 
-    def set_queries(self, queries: list[str]) -> None:
-        """Compute (or fetch from cache) the embeddings of ``queries``; their order is the channel order."""
+    def set_queries(self, queries: list[str], literal: list[bool] | None = None) -> None:
+        """Compute (or fetch from cache) the embeddings of ``queries``; their order is the channel order.
+        ``literal``: per query, True for a whole prompt to use as written (no templates)."""
         ...
 
     def crop_logits(self, crops: torch.Tensor) -> torch.Tensor:

@@ -99,7 +99,9 @@ class SegEarthOV3:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
-    def set_queries(self, queries: list[str]) -> None:
+    def set_queries(self, queries: list[str], literal: list[bool] | None = None) -> None:
+        """SAM 3 is prompted with each query's text as written (no templates), so a whole-sentence
+        prompt (``literal``) needs nothing different."""
         if not queries:
             raise UserError("the vocabulary is empty: give at least one class name")
         self.queries = list(queries)
