@@ -74,6 +74,20 @@ def recording_iface(qgis_iface):
     return RecordingIface(qgis_iface)
 
 
+@pytest.fixture
+def provider(qgis_processing):
+    """The RS OVSeg Processing provider registered for one test (``processing.run("rs_ovseg:…")``)."""
+    from qgis.core import QgsApplication
+
+    from rs_ovseg_qgis.processing.provider import RsOvsegProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = RsOvsegProvider()  # held here: the registry does not keep the Python object alive
+    registry.addProvider(provider)
+    yield provider
+    registry.removeProvider(provider)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def text_embeddings_in_a_temporary_folder(tmp_path_factory):
     """The engine keeps text embeddings on disk (engine.clip.text_store): tests, and the workers they

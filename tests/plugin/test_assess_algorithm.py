@@ -48,7 +48,6 @@ from rs_ovseg_qgis.core.assessment import (
     read_report,
 )
 from rs_ovseg_qgis.processing.assess_algorithm import AssessAlgorithm
-from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 
 SHAPE = (30, 40)  # rows, columns: 15 m × 20 m at 0.5 m
 # Reference codes of the label raster (deliberately not the map's values) and their classes.
@@ -58,15 +57,6 @@ RECTANGLES = [  # (col0, row0, col1, row1) in pixels, reference class; the rest 
     ((12, 0, 40, 6), "road"),
     ((5, 14, 30, 30), "TREE"),
 ]
-
-
-@pytest.fixture
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsOvsegProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ the figure; the report's path stays with the run's group. A bad reference says w
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from fixtures_assess import (
@@ -22,8 +20,8 @@ from fixtures_engine import TINY_ENGINE_OPTIONS_JSON, random_weight_engine  # no
 from fixtures_rasters import write_geotiff
 from osgeo import gdal
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
-from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import QDialogButtonBox
+from qt_wait import wait_for
 
 from rs_ovseg_qgis.core.assessment import REPORT_PROPERTY, percent, read_report
 from rs_ovseg_qgis.core.vocabulary import Vocabulary
@@ -31,7 +29,6 @@ from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.ui.assess_dialog import AssessDialog
 from rs_ovseg_qgis.ui.dock import RsOvsegDock
 
-TIMEOUT_S = 120
 IMAGE_SHAPE = (48, 64)  # rows, columns at 0.5 m
 REFERENCE_CODES = {"building": 10, "road": 20, "tree": 30}
 
@@ -51,14 +48,6 @@ def dock(qgis_iface, qgis_new_project, qgis_processing, tmp_path):
     widget.shutdown()
     widget.deleteLater()
     registry.removeProvider(provider)
-
-
-def wait_for(condition, timeout: float = TIMEOUT_S) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
 
 
 def run_segment(dock, tmp_path) -> QgsRasterLayer:

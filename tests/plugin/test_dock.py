@@ -3,20 +3,17 @@ with the real engine worker (tiny random-weight CLIP): success, cancel, and "wha
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fixtures_engine import KOELN, TINY_ENGINE_OPTIONS_JSON, needs_koeln, random_weight_engine  # noqa: F401
 from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsRectangle
 from qgis.PyQt.QtCore import QCoreApplication
+from qt_wait import wait_for
 
 from rs_ovseg_qgis.core.estimate import duration_text
 from rs_ovseg_qgis.core.vocabulary import Vocabulary
 from rs_ovseg_qgis.definitions import PROJECT_SCOPE, PROJECT_VOCABULARY, SOURCE_MAP
 from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.ui.dock import RsOvsegDock
-
-RUN_TIMEOUT_S = 120
 
 
 @pytest.fixture
@@ -33,14 +30,6 @@ def dock(qgis_iface, qgis_new_project, qgis_processing, tmp_path):
     widget.shutdown()
     widget.deleteLater()
     registry.removeProvider(provider)
-
-
-def wait_for(condition, timeout: float = RUN_TIMEOUT_S) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
 
 
 def add_koeln() -> QgsRasterLayer:

@@ -29,7 +29,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication, QPoint, Qt
 from qgis.PyQt.QtTest import QTest
-from test_dock import add_koeln, dock, tiny_vocabulary, wait_for  # noqa: F401
+from qt_wait import wait_for
+from test_dock import add_koeln, dock, tiny_vocabulary  # noqa: F401
 
 from rs_ovseg_qgis.core.capture import capture_rendered
 from rs_ovseg_qgis.definitions import SOURCE_MAP

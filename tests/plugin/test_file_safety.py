@@ -8,10 +8,10 @@ with a message, leaves no half-written file, and the dock runs again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,11 @@ import pytest
 from fixtures_engine import KOELN, TINY_ENGINE_OPTIONS_JSON, needs_koeln, random_weight_engine  # noqa: F401
 from fixtures_rasters import write_geotiff
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsProcessingException, QgsProject, QgsRasterLayer, QgsRectangle
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer, QgsRectangle
+from qt_wait import wait_for
 
 from rs_ovseg_qgis.core.output_files import remove_engine_leftovers, replace_atomically
 from rs_ovseg_qgis.core.vocabulary import Vocabulary
-from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.ui import dock as dock_module
 from rs_ovseg_qgis.ui.dock import RsOvsegDock
 
@@ -40,21 +39,8 @@ def fingerprint(folder: Path) -> dict[str, str]:
     }
 
 
-def wait_for(condition, timeout: float = RUN_TIMEOUT_S) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsOvsegProvider()  # held here: the registry does not keep the Python object alive
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
+# This file's waits allow RUN_TIMEOUT_S (more than qt_wait's default) unless a test says otherwise.
+wait_for = functools.partial(wait_for, timeout=RUN_TIMEOUT_S)
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from fixtures_engine import random_weight_engine  # noqa: F401
 from fixtures_placed import gcp_geotiff, rpc_geotiff
 from osgeo import gdal
 from qgis.core import QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer
-from test_dock import dock, tiny_vocabulary, wait_for  # noqa: F401
-from test_processing_algorithm import provider, run  # noqa: F401
+from qt_wait import wait_for
+from test_dock import dock, tiny_vocabulary  # noqa: F401
+from test_processing_algorithm import run
 
 
 def run_on(dock, layer, extent: QgsRectangle) -> tuple[QgsRasterLayer, QgsVectorLayer]:  # noqa: F811
@@ -108,7 +109,7 @@ def test_an_extent_inside_a_gcp_layer_is_cut_through_its_gcps(
 
 
 def test_processing_warp_writes_a_north_up_grid_in_the_gcps_crs(
-    provider,  # noqa: F811
+    provider,
     random_weight_engine,  # noqa: F811
     tmp_path,
 ):

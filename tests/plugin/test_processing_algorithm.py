@@ -19,19 +19,9 @@ from qgis.core import (
 )
 
 from rs_ovseg_qgis.core.capture import transform_extent
-from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 
 CLASSES = "building,roof,house\nroad\ntree,forest\nwater"
 NAMES = ["building", "road", "tree", "water"]
-
-
-@pytest.fixture
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsOvsegProvider()  # held here: the registry does not keep the Python object alive
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 def run(parameters: dict) -> dict:

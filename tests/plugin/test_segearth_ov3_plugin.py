@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from fixtures_engine import random_weight_engine  # noqa: F401
 from fixtures_rasters import write_geotiff
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.core import QgsProject, QgsRasterLayer
 
 from rs_ovseg_qgis.definitions import DEVICES, METHODS, SAM3_PRESETS
-from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.ui.dock import RsOvsegDock
 
 sam3_settings = pytest.importorskip("engine.methods.segearth_ov3.settings")
@@ -71,15 +70,6 @@ def test_the_dock_offers_segearth_ov3_with_its_preset_and_cpu_note(dock, tmp_pat
     assert not row.cpu_note.isHidden()
     row.update("cuda")
     assert row.cpu_note.isHidden()
-
-
-@pytest.fixture
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsOvsegProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 def test_processing_sends_the_preset_to_the_engine(provider, random_weight_engine, tmp_path):  # noqa: F811

@@ -10,7 +10,6 @@ import pytest
 from fixtures_engine import KOELN, needs_koeln, random_weight_engine  # noqa: F401
 from osgeo import gdal
 from qgis.core import (
-    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
@@ -26,7 +25,6 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from rs_ovseg_qgis.core.trained_models import SETTING_TRAINED_MODELS, trained_models
-from rs_ovseg_qgis.processing.provider import RsOvsegProvider
 from rs_ovseg_qgis.processing.segment_algorithm import SegmentAlgorithm
 from rs_ovseg_qgis.processing.train_algorithm import TrainAlgorithm, parse_classes
 
@@ -34,15 +32,6 @@ pytestmark = needs_koeln
 ORIGIN_X, ORIGIN_Y, PIXEL = 346000.0, 5648000.0, 0.5  # the Köln tile's grid, EPSG:25832
 PATCH = (460, 540, 128, 128)
 BOXES = {"solar panel": (470, 545, 520, 600), "field": (540, 630, 588, 668)}  # tile pixels c0, r0, c1, r1
-
-
-@pytest.fixture
-def provider(qgis_processing):
-    registry = QgsApplication.processingRegistry()
-    provider = RsOvsegProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
 
 
 @pytest.fixture(autouse=True)
