@@ -87,7 +87,12 @@ def _settings(request: ReproduceRequest, protocol: Protocol) -> dict:
         raise UserError(f"--resize must be a positive number of pixels, got {resize}")
     options = {k: request.options[k] for k in sorted(request.options) if request.options[k] is not None}
     if request.method == "segearth-ov3":
-        options.setdefault("sam3_preset", protocol.dataset)  # its reference config of this dataset
+        from engine.methods.segearth_ov3.settings import PRESETS as SAM3_PRESETS
+
+        # Its reference config of this dataset; datasets the reference has no config for (DLRSD) keep
+        # the method's default preset.
+        if protocol.dataset in SAM3_PRESETS:
+            options.setdefault("sam3_preset", protocol.dataset)
     return {
         "dataset": protocol.dataset,
         "method": request.method,

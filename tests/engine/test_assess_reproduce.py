@@ -216,3 +216,14 @@ def test_command_line_and_bad_layout(tmp_path, capsys, one_thread):
     assert "UDD5 segearth-ov: mIoU" in out and "published 50.6 %" in out
     assert main([*argv[:2], "loveda", *argv[3:]]) == 2
     assert "img_dir/val" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_segearth_ov3_takes_the_reference_config_of_the_dataset_where_one_exists(tmp_path, dataset):
+    from engine.assess.reproduce import _settings
+    from engine.methods.segearth_ov3.settings import DEFAULT_PRESET, PRESETS
+
+    request = ReproduceRequest(dataset, str(tmp_path), method="segearth-ov3", report=str(tmp_path / "r.json"))
+    options = _settings(request, load_protocol(dataset))["options"]
+    # DLRSD has no SegEarth-OV3 config: the method's default preset, not an unknown preset name.
+    assert options.get("sam3_preset", DEFAULT_PRESET) == (dataset if dataset in PRESETS else DEFAULT_PRESET)
