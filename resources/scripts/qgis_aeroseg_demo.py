@@ -18,43 +18,27 @@ through the panel, Processing, the engine worker and the project is real.
 """
 
 import os
-import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 from qgis import processing
-from qgis.core import (
-    QgsFeature,
-    QgsField,
-    QgsFillSymbol,
-    QgsGeometry,
-    QgsPalLayerSettings,
-    QgsPointXY,
-    QgsProject,
-    QgsRasterLayer,
-    QgsTextBufferSettings,
-    QgsTextFormat,
-    QgsVectorFileWriter,
-    QgsVectorLayer,
-    QgsVectorLayerSimpleLabeling,
-)
-from qgis.PyQt.QtCore import Qt, QTimer, QVariant
-from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QProgressBar
-from qgis.utils import iface, plugins
+from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication, QProgressBar
+from qgis.utils import iface
 
-OUT_DIR = Path(os.environ.get("RS_OVSEG_SCREENSHOT_DIR", "resources/screenshots")).resolve()
-DEMO = Path(os.environ.get("RS_OVSEG_DEMO_RASTER", "/nonexistent"))
+VENV = Path(os.environ.get("RS_OVSEG_VENV", sys.prefix))  # set by run_qgis.sh: <project>/.venv
+sys.path.insert(0, str(VENV.parent / "resources" / "scripts"))  # (no __file__ under qgis --code)
+from qgis_desktop import Desktop, add_labelled_polygons, fill_panel, open_tile, run_ended, show_panel  # noqa: E402
+
 VOCABULARY = "building,roof\nroad,street\ntree\ncropland,field\ngrass"
 ZERO_SHOT_OPTIONS = '{"clip": "RSOVSeg-Tiny-ViT-16", "upsampler": "none"}'  # a random tiny CLIP: fast
 TRAIN_CLASSES = "building,roof\nroad\ncropland,field"
 MAP_OPACITY = 0.55  # the runs' layers over the tile: the imagery shows through
 TRAIN_STEPS = 60
-SCREEN = (1600, 1000)
 DOCK_WIDTH_PX = 460
 LAYERS_WIDTH_PX = 300
-POLL_MS = 150
 GIVE_UP_S = 600
 # Corrected polygons, by eye on the Köln tile, in pixels of its 1000 × 1000 grid (0.5 m).
 CORRECTED = [
@@ -68,69 +52,29 @@ CORRECTED = [
 ]
 
 os.environ["RS_OVSEG_RANDOM_WEIGHTS"] = "1"  # read by the engine worker the plugin starts
-state = {"started": time.monotonic(), "work": Path(tempfile.mkdtemp(prefix="rs_ovseg_aeroseg_demo_"))}
-
-
-def say(message: str) -> None:
-    print(f"[aeroseg demo {time.monotonic() - state['started']:5.1f}s] {message}", flush=True)
-
-
-def shoot(name: str) -> None:
-    QApplication.processEvents()
-    subprocess.run(["import", "-window", "root", str(OUT_DIR / name)], check=True)
-    say(f"screenshot {OUT_DIR / name}")
+state = {"work": Path(tempfile.mkdtemp(prefix="rs_ovseg_aeroseg_demo_"))}
 
 
 def fail(label: str) -> None:
-    say(f"failed: {label}")
-    shoot(f"failed_{label.replace(' ', '_')}.png")
-    QApplication.instance().exit(1)
+    desktop.say(f"failed: {label}")
+    desktop.shoot(f"failed_{label.replace(' ', '_')}.png")
+    desktop.exit(1)
 
 
-def poll(condition, then, label: str) -> None:
-    """Calls ``then()`` once ``condition()`` holds, without blocking QGIS."""
-    if time.monotonic() - state["started"] > GIVE_UP_S:
-        fail(f"waiting for {label}")
-    elif condition():
-        then()
-    else:
-        QTimer.singleShot(POLL_MS, lambda: poll(condition, then, label))
+desktop = Desktop("aeroseg demo", GIVE_UP_S, give_up=lambda label: fail(f"waiting for {label}"))
+say, shoot, poll = desktop.say, desktop.shoot, desktop.poll
 
 
 def run_finished() -> bool:
-    dock = state["dock"]
-    return dock.run is not None and dock.run.status is not None
+    return run_ended(state["dock"])
 
 
 def set_up() -> None:
-    window = iface.mainWindow()
-    window.setGeometry(0, 0, *SCREEN)  # no window manager under Xvfb: place the window by hand
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    assert "rs_ovseg_qgis" in plugins, f"plugin not loaded; loaded: {sorted(plugins)}"
-    layer = QgsRasterLayer(str(DEMO), "oem_koeln_50")
-    assert layer.isValid(), f"cannot open {DEMO}"
-    QgsProject.instance().addMapLayer(layer)
-    iface.mapCanvas().setExtent(layer.extent())
+    layer = open_tile()
     state["layer"] = layer
-    from rs_ovseg_qgis.core.vocabulary import Vocabulary
-
-    dock = window.findChild(QDockWidget, "RsOvsegDock")
+    dock = show_panel(DOCK_WIDTH_PX, LAYERS_WIDTH_PX)
     state["dock"] = dock
-    dock.show()
-    dock.raise_()
-    browser = window.findChild(QDockWidget, "Browser")
-    if browser is not None:
-        browser.hide()
-    docks, widths = [dock], [DOCK_WIDTH_PX]
-    layers_panel = window.findChild(QDockWidget, "Layers")
-    if layers_panel is not None:
-        docks.append(layers_panel)
-        widths.append(LAYERS_WIDTH_PX)
-    window.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
-    dock.vocabulary_editor.set_vocabulary(Vocabulary.from_lines(VOCABULARY, "Köln land cover"))
-    dock.layer_combo.setLayer(layer)
-    dock.extent_widget.setOutputExtentFromUser(layer.extent(), layer.crs())
-    dock.engine_options_edit.setText(ZERO_SHOT_OPTIONS)
+    fill_panel(dock, layer, VOCABULARY, ZERO_SHOT_OPTIONS)
     dock.polygons_check.setChecked(True)
     dock.output_widget.setFilePath(str(state["work"] / "maps"))
     dock.run_button.click()
@@ -159,46 +103,8 @@ def after_zero_shot() -> None:
 
 def write_corrected(layer: QgsRasterLayer) -> QgsVectorLayer:
     """The corrected polygons as a GeoPackage in the tile's CRS, outlined and labelled on the map."""
-    x0, y1 = layer.extent().xMinimum(), layer.extent().yMaximum()
-    step = layer.rasterUnitsPerPixelX()
-    memory = QgsVectorLayer(f"Polygon?crs={layer.crs().authid()}", "corrected", "memory")
-    memory.dataProvider().addAttributes([QgsField("class", QVariant.String)])
-    memory.updateFields()
-    features = []
-    for name, corners in CORRECTED:
-        ring = [QgsPointXY(x0 + col * step, y1 - row * step) for col, row in corners]
-        feature = QgsFeature(memory.fields())
-        feature.setAttributes([name])
-        feature.setGeometry(QgsGeometry.fromPolygonXY([ring]))
-        features.append(feature)
-    memory.dataProvider().addFeatures(features)
     path = state["work"] / "corrected.gpkg"
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    QgsVectorFileWriter.writeAsVectorFormatV2(
-        memory, str(path), QgsProject.instance().transformContext(), options
-    )
-    corrected = QgsVectorLayer(str(path), "corrected polygons", "ogr")
-    symbol = QgsFillSymbol.createSimple(
-        {"color": "255,230,0,60", "outline_color": "255,230,0", "outline_width": "0.8"}
-    )
-    corrected.renderer().setSymbol(symbol)
-    labels = QgsPalLayerSettings()
-    labels.fieldName = "class"
-    text = QgsTextFormat()
-    text.setColor(QColor(255, 230, 0))
-    text.setSize(11)
-    buffer = QgsTextBufferSettings()
-    buffer.setEnabled(True)
-    buffer.setColor(QColor(0, 0, 0))
-    text.setBuffer(buffer)
-    labels.setFormat(text)
-    corrected.setLabeling(QgsVectorLayerSimpleLabeling(labels))
-    corrected.setLabelsEnabled(True)
-    project = QgsProject.instance()
-    project.addMapLayer(corrected, False)
-    project.layerTreeRoot().insertLayer(0, corrected)  # on top: its outlines over the classes
-    return corrected
+    return add_labelled_polygons(layer, CORRECTED, path, "corrected polygons", "255,230,0,60", "0.8")
 
 
 def open_training() -> None:

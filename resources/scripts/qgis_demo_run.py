@@ -10,86 +10,40 @@ Environment: ``RS_OVSEG_DEMO_CLIP`` (default ViT-B-16) picks the CLIP architectu
 """
 
 import os
-import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-from qgis.core import QgsProject, QgsRasterLayer
-from qgis.PyQt.QtCore import Qt, QTimer
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget
-from qgis.utils import iface, plugins
+from qgis.core import QgsProject
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface
 
-OUT_DIR = Path(os.environ.get("RS_OVSEG_SCREENSHOT_DIR", "resources/screenshots")).resolve()
-DEMO = Path(os.environ.get("RS_OVSEG_DEMO_RASTER", "/nonexistent"))
+VENV = Path(os.environ.get("RS_OVSEG_VENV", sys.prefix))  # set by run_qgis.sh: <project>/.venv
+sys.path.insert(0, str(VENV.parent / "resources" / "scripts"))  # (no __file__ under qgis --code)
+from qgis_desktop import Desktop, open_tile, show_panel  # noqa: E402
+
 CLIP = os.environ.get("RS_OVSEG_DEMO_CLIP", "ViT-B-16")
 GSD_M = float(os.environ.get("RS_OVSEG_DEMO_GSD", "0.5"))
 VOCABULARY = "building,roof; road,street; tree; water; cropland,field; grass; bare soil"
-SCREEN = (1600, 1000)
 DOCK_WIDTH_PX = 430
 LAYERS_WIDTH_PX = 360
-POLL_MS = 150
 GIVE_UP_S = 420
 
 os.environ["RS_OVSEG_RANDOM_WEIGHTS"] = "1"  # read by the engine worker the plugin starts
-state = {"dock": None, "layer": None, "started": time.monotonic(), "during": False}
-
-
-def say(message: str) -> None:
-    print(f"[demo {time.monotonic() - state['started']:5.1f}s] {message}", flush=True)
-
-
-def shoot(name: str) -> None:
-    QApplication.processEvents()
-    path = OUT_DIR / name
-    subprocess.run(["import", "-window", "root", str(path)], check=True)
-    say(f"screenshot {path}")
-
-
-def finish(code: int) -> None:
-    QApplication.instance().exit(code)
-
-
-def poll(condition, then, label: str) -> None:
-    """Calls ``then()`` once ``condition()`` holds, checking every POLL_MS without blocking QGIS."""
-    if time.monotonic() - state["started"] > GIVE_UP_S:
-        say(f"gave up waiting for: {label}")
-        shoot(f"failed_{label.replace(' ', '_')}.png")
-        finish(1)
-        return
-    if condition():
-        then()
-    else:
-        QTimer.singleShot(POLL_MS, lambda: poll(condition, then, label))
+state = {"dock": None, "layer": None, "during": False}
+desktop = Desktop("demo", GIVE_UP_S)
+say, shoot, poll, finish = desktop.say, desktop.shoot, desktop.poll, desktop.exit
 
 
 def set_up() -> None:
-    window = iface.mainWindow()
-    window.setGeometry(0, 0, *SCREEN)  # no window manager under Xvfb: place the window by hand
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    assert "rs_ovseg_qgis" in plugins, f"plugin not loaded; loaded: {sorted(plugins)}"
-    layer = QgsRasterLayer(str(DEMO), "oem_koeln_50")
-    assert layer.isValid(), f"cannot open {DEMO}"
-    QgsProject.instance().addMapLayer(layer)
-    iface.mapCanvas().setExtent(layer.extent())
-    iface.mapCanvas().refresh()
+    layer = open_tile(refresh=True)
     state["layer"] = layer
 
     from rs_ovseg_qgis.core.vocabulary import Vocabulary
 
-    dock = window.findChild(QDockWidget, "RsOvsegDock")
+    # The Layers panel gets the whole left side: the legend is the point here.
+    dock = show_panel(DOCK_WIDTH_PX, LAYERS_WIDTH_PX)
     state["dock"] = dock
-    dock.show()
-    dock.raise_()
-    browser = window.findChild(QDockWidget, "Browser")
-    if browser is not None:  # the Layers panel gets the whole left side: the legend is the point here
-        browser.hide()
-    layers_panel = window.findChild(QDockWidget, "Layers")
-    docks, widths = [dock], [DOCK_WIDTH_PX]
-    if layers_panel is not None:
-        docks.append(layers_panel)
-        widths.append(LAYERS_WIDTH_PX)
-    window.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
     dock.vocabulary_editor.set_vocabulary(
         Vocabulary.from_lines(VOCABULARY.replace(";", "\n"), "Köln land cover")
     )

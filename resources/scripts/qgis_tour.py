@@ -18,7 +18,6 @@ real. ``RS_OVSEG_TILES`` is the XYZ folder, ``RS_OVSEG_VENV`` the Python that ru
 import os
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
@@ -36,39 +35,34 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget
-from qgis.utils import iface, plugins
+from qgis.utils import iface
 
 VENV = Path(os.environ.get("RS_OVSEG_VENV", sys.prefix))  # set by run_qgis.sh: <project>/.venv
-sys.path.insert(0, str(VENV.parent / "tests" / "plugin"))  # (no __file__ under qgis --code)
+# (no __file__ under qgis --code)
+sys.path[:0] = [str(VENV.parent / "tests" / "plugin"), str(VENV.parent / "resources" / "scripts")]
 from map_servers import LocalServer, wms_uri, xyz_uri  # noqa: E402
+from qgis_desktop import DEMO, Desktop, open_tile, run_ended, show_panel  # noqa: E402
 
-OUT_DIR = Path(os.environ.get("RS_OVSEG_SCREENSHOT_DIR", "resources/screenshots")).resolve()
-DEMO = Path(os.environ.get("RS_OVSEG_DEMO_RASTER", "/nonexistent"))
 TILES = os.environ.get("RS_OVSEG_TILES", "")
 PYTHON = str(VENV / "bin" / "python")
 VOCABULARY = "building,roof\nroad,street\ntree\nwater\ncropland,field\ngrass\nbare soil"
 OPTIONS = '{"clip": "ViT-B-16", "upsampler": "none", "templates": "remote-sensing"}'
-SCREEN = (1600, 1000)
 DOCK_WIDTH_PX = 440
 LAYERS_WIDTH_PX = 300
-POLL_MS = 150
 GIVE_UP_S = 600
 WEB_MERCATOR = QgsCoordinateReferenceSystem("EPSG:3857")
 
 os.environ["RS_OVSEG_RANDOM_WEIGHTS"] = "1"  # read by the engine worker the plugin starts
-state = {"started": time.monotonic(), "servers": [], "failed": False}
+state = {"servers": [], "failed": False}
 
 
-def say(message: str) -> None:
-    print(f"[tour {time.monotonic() - state['started']:5.1f}s] {message}", flush=True)
+def close_servers() -> None:
+    for server in state["servers"]:
+        server.close()
 
 
-def shoot(name: str) -> None:
-    QApplication.processEvents()
-    path = OUT_DIR / name
-    iface.mainWindow().grab().save(str(path))
-    say(f"screenshot {path}")
+desktop = Desktop("tour", GIVE_UP_S, screenshot="window", on_exit=close_servers)
+say, shoot, finish = desktop.say, desktop.shoot, desktop.exit
 
 
 def guarded(then):
@@ -86,25 +80,12 @@ def guarded(then):
 
 
 def poll(condition, then, label: str) -> None:
-    """``then()`` once ``condition()`` holds, checked every POLL_MS without blocking QGIS."""
-    if time.monotonic() - state["started"] > GIVE_UP_S:
-        say(f"gave up waiting for: {label}")
-        shoot(f"failed_{label.replace(' ', '_')}.png")
-        finish(1)
-    elif condition():
-        guarded(then)()
-    else:
-        QTimer.singleShot(POLL_MS, lambda: poll(condition, then, label))
+    """``then()`` once ``condition()`` holds, checked without blocking QGIS (an error in it quits)."""
+    desktop.poll(condition, guarded(then), label)
 
 
 def later(ms: int, then) -> None:
     QTimer.singleShot(ms, guarded(then))
-
-
-def finish(code: int) -> None:
-    for server in state["servers"]:
-        server.close()
-    QApplication.instance().exit(code)
 
 
 def dock():
@@ -120,7 +101,7 @@ def estimated(then, label="estimate"):
 def run_and_wait(then):
     dock().run_button.click()
     say("run started")
-    poll(lambda: dock().run is not None and dock().run.status is not None, lambda: ran(then), "run end")
+    poll(lambda: run_ended(dock()), lambda: ran(then), "run end")
 
 
 def ran(then):
@@ -153,27 +134,13 @@ def hide_everything() -> None:
 
 # --- 1. the panel --------------------------------------------------------------------------------
 def set_up() -> None:
-    window = iface.mainWindow()
-    window.setGeometry(0, 0, *SCREEN)  # no window manager under Xvfb: place the window by hand
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    assert "rs_ovseg_qgis" in plugins, f"plugin not loaded; loaded: {sorted(plugins)}"
-    layer = QgsRasterLayer(str(DEMO), "oem_koeln_50")
-    assert layer.isValid(), f"cannot open {DEMO}"
-    QgsProject.instance().addMapLayer(layer)
+    layer = open_tile()
     state["koeln"] = layer
     canvas = iface.mapCanvas()
-    canvas.setExtent(layer.extent())
     from rs_ovseg_qgis.core.vocabulary import Vocabulary
 
-    panel = window.findChild(QDockWidget, "RsOvsegDock")
+    panel = show_panel(DOCK_WIDTH_PX, LAYERS_WIDTH_PX)
     state["dock"] = panel
-    panel.show()
-    panel.raise_()
-    browser = window.findChild(QDockWidget, "Browser")
-    if browser is not None:
-        browser.hide()
-    layers_panel = window.findChild(QDockWidget, "Layers")
-    window.resizeDocks([panel, layers_panel], [DOCK_WIDTH_PX, LAYERS_WIDTH_PX], Qt.Orientation.Horizontal)
     panel.vocabulary_editor.set_vocabulary(Vocabulary.from_lines(VOCABULARY, "Köln land cover"))
     panel.engine_options_edit.setText(OPTIONS)
     panel.engine_options_edit.editingFinished.emit()
