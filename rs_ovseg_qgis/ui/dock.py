@@ -51,20 +51,20 @@ from ..core.capture import (
 )
 from ..core.estimate import EstimateJob
 from ..core.method_defaults import method_defaults
-from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label, set_output_dir
+from ..core.outputs import OutputLocationError, output_dir, plan_run_files, run_label
 from ..core.segment_run import RunPlan, SegmentRun
 from ..core.vocabulary import Vocabulary, VocabularyError
-from ..definitions import DEVICES, METHODS, PROJECT_SCOPE, PROJECT_VOCABULARY, SOURCE_LAYER
+from ..definitions import DEVICES, METHODS, SOURCE_LAYER
 from .advanced_section import AdvancedSection
 from .assess_section import AssessSection
 from .engine_section import EngineSection
+from .project_state import DEFAULT_VOCABULARY_PRESET, ProjectState
 from .sam3_row import Sam3Row
 from .trained_method_items import TrainedModelItems
 from .vocabulary_editor import VocabularyEditor
 from .work_estimate import TIME_TOOLTIP, WorkEstimate
 
 DOCK_OBJECT_NAME = "RsOvsegDock"
-DEFAULT_VOCABULARY_PRESET = "OpenEarthMap"
 # The engine's estimate waits until the extent, resolution or input stop changing this long (ms):
 # dragging a spin box must not send a request per step.
 ESTIMATE_DELAY_MS = 400
@@ -73,7 +73,7 @@ ESTIMATE_DELAY_MS = 400
 ESTIMATE_STOP_WAIT_S = 5.0  # an estimate answers within a second once told to cancel
 
 
-class RsOvsegDock(WorkEstimate, QDockWidget):
+class RsOvsegDock(ProjectState, WorkEstimate, QDockWidget):
     """Collects the vocabulary and the extent, runs the engine and shows progress."""
 
     def __init__(self, parent=None, iface=None):
@@ -249,19 +249,7 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
         self.engine_options_edit.editingFinished.connect(self.schedule_estimate)
         self._layer_changed(self.layer_combo.currentLayer())
 
-    # --- project state -----------------------------------------------------------------------------
-    def _connect_project_state(self) -> None:
-        project = QgsProject.instance()
-        project.readProject.connect(self._project_read)
-        project.cleared.connect(self.load_project_state)
-        self.vocabulary_editor.model.vocabularyChanged.connect(self.save_vocabulary_to_project)
-        self.vocabulary_editor.model.vocabularyChanged.connect(self.update_vocabulary_title)
-        self.vocabulary_editor.model.vocabularyChanged.connect(self.vocabulary_edited)
-        self.load_project_state()
-
-    def _project_read(self, _document) -> None:
-        self.load_project_state()
-
+    # --- life cycle ----------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Before the dock goes (plugin unload): stop a run and estimates, let go of the project's signals."""
         self._closed = True
@@ -288,45 +276,6 @@ class RsOvsegDock(WorkEstimate, QDockWidget):
                 signal.disconnect(slot)
         self.assess_section.shutdown()
         self._render_dir.cleanup()
-
-    def load_project_state(self) -> None:
-        project = QgsProject.instance()
-        text, found = project.readEntry(PROJECT_SCOPE, PROJECT_VOCABULARY, "")
-        vocabulary = None
-        if found and text:
-            try:
-                vocabulary = Vocabulary.from_json(text)
-            except VocabularyError as error:
-                self.show_message(f"the project's vocabulary is unreadable: {error}", Qgis.Warning)
-        if vocabulary is None:
-            from ..core.presets import load_preset
-
-            vocabulary = load_preset(DEFAULT_VOCABULARY_PRESET)
-        model = self.vocabulary_editor.model
-        model.blockSignals(True)  # loading is not an edit: the project must not turn dirty
-        model.set_vocabulary(vocabulary)
-        model.blockSignals(False)
-        self.vocabulary_editor.table.reset()
-        self.update_vocabulary_title()
-        self.output_widget.blockSignals(True)
-        self.output_widget.setFilePath(str(output_dir(project)))
-        self.output_widget.blockSignals(False)
-
-    def update_vocabulary_title(self) -> None:
-        """The group's title names the vocabulary in use (the preset list only offers others)."""
-        vocabulary = self.vocabulary()
-        count = len(vocabulary.classes)
-        plural = "es" if count != 1 else ""
-        self.vocabulary_box.setTitle(f"Vocabulary: {vocabulary.name} ({count} class{plural})")
-
-    def save_vocabulary_to_project(self) -> None:
-        QgsProject.instance().writeEntry(PROJECT_SCOPE, PROJECT_VOCABULARY, self.vocabulary().to_json())
-
-    def _output_dir_changed(self, path: str) -> None:
-        try:
-            set_output_dir(path or None)
-        except OutputLocationError as error:
-            self.show_message(str(error), Qgis.Warning)
 
     # --- choices -----------------------------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
