@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, osr
 
-from tests.engine.placed_rasters import rpc_metadata
-
 # 1 m pixels in ETRS89 / UTM 32N, turned ~10 degrees: where the GCPs are sampled from (plus a bend).
 ROTATED = (356_000.0, 0.985, 0.17, 5_645_000.0, 0.17, -0.985)
 
@@ -48,7 +46,27 @@ def rpc_geotiff(path: Path, width: int, height: int, lon: float = 7.0, lat: floa
     """An RGB GeoTIFF placed only by RPC00B metadata: ~2 m pixels, a little rotated, centred on lon/lat."""
     _plain(path, width, height)
 
+    def coefficients(first: list[str]) -> str:
+        return " ".join(first + ["0"] * (20 - len(first)))
+
+    rpc = {
+        "LINE_OFF": str(height / 2),
+        "SAMP_OFF": str(width / 2),
+        "LAT_OFF": str(lat),
+        "LONG_OFF": str(lon),
+        "HEIGHT_OFF": "120",
+        "LINE_SCALE": str(height / 2),
+        "SAMP_SCALE": str(width / 2),
+        "LAT_SCALE": str(height / 2 * 2.0 / 111_000),
+        "LONG_SCALE": str(width / 2 * 2.0 / 70_000),
+        "HEIGHT_SCALE": "500",
+        # Terms 1, L, P, H of RPC00B: lines follow -latitude, samples longitude, each with some of the other.
+        "LINE_NUM_COEFF": coefficients(["0", "0.15", "-1", "0"]),
+        "LINE_DEN_COEFF": coefficients(["1"]),
+        "SAMP_NUM_COEFF": coefficients(["0", "1", "0.1", "0"]),
+        "SAMP_DEN_COEFF": coefficients(["1"]),
+    }
     dataset = gdal.Open(str(path), gdal.GA_Update)
-    dataset.SetMetadata(rpc_metadata(width, height, lon, lat), "RPC")
+    dataset.SetMetadata(rpc, "RPC")
     dataset = None
     return path
